@@ -1,0 +1,95 @@
+"""The log-softmax kernel shared by every softmax-based function, accurate to a few ULP.
+
+For a row ``x`` with maximum ``m`` (at index ``k``), write ``d = fl(x - m)`` and let ``e`` be the rounding error of that
+subtraction, recovered exactly with Knuth's TwoSum, so that ``x - m = d + e`` exactly. Then
+
+.. math::
+
+    \\log \\sum_j e^{x_j} = m + L, \\qquad L = \\operatorname{log1p}\\Big(\\sum_{j \\ne k} e^{d_j}(1 + e_j)\\Big),
+    \\qquad \\log\\operatorname{softmax}(x)_c = (d_c - L) + e_c .
+
+Why each piece is there:
+
+* Subtracting the maximum keeps ``exp`` from overflowing (the usual log-sum-exp trick).
+* ``log1p`` of the sum *without* the maximum's own term (which is exactly 1) keeps every digit of a row whose
+  softmax is close to one-hot: the loss of a confidently correct row is ``log1p(s)`` with ``s`` tiny, whereas
+  ``log(1 + s)`` rounds it to 0 (torch returns exactly 0 for a target logit 40 above the rest; the true loss is about
+  4e-18).
+* ``e`` matters in the same rows: ``d`` carries a relative error up to ``|d| u`` that ``exp`` turns into a relative
+  error of the term, and a confident row's ``s`` is made of such terms. ``exp(d + e) = exp(d)(1 + e)`` to first order.
+* ``d_c - L`` adds two non-positive numbers, so nothing cancels.
+
+Non-finite rows follow torch: a NaN or ``+inf`` anywhere makes the row NaN, a row of ``-inf`` is NaN (its logsumexp
+is ``-inf``), and ``-inf`` at one class gives that class ``-inf`` and the others a finite value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xe_verify._arrays import Float64Array
+
+
+@dataclass(frozen=True)
+class ShiftedRows:
+    """Rows of logits (classes on the last axis) shifted by their maximum, with the shift's rounding error.
+
+    Attributes
+    ----------
+    maximum : (M, 1) array
+        The row maxima ``m``.
+    shifted : (M, C) array
+        ``d = fl(x - m)``: at most 0, exactly 0 at the maximum.
+    error : (M, C) array
+        The rounding error ``e = (x - m) - d`` (0 where ``d`` is not finite).
+    log_partition : (M, 1) array
+        ``L = log(sum_j exp(x_j - m))``, computed as ``log1p`` of the terms other than the maximum's.
+    """
+
+    maximum: Float64Array
+    shifted: Float64Array
+    error: Float64Array
+    log_partition: Float64Array
+
+    def log_softmax(self) -> Float64Array:
+        """``log_softmax`` of every element: ``(d - L) + e``."""
+        return (self.shifted - self.log_partition) + self.error
+
+    def exp_shifted(self) -> Float64Array:
+        """``exp(x - m)`` with the shift's rounding error carried: ``exp(d) + exp(d) e``."""
+        with np.errstate(invalid="ignore"):
+            terms = np.exp(self.shifted)
+            terms += terms * self.error
+        return terms
+
+    def softmax(self) -> Float64Array:
+        """``softmax`` of every element: ``exp(x - m) / exp(L)``."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self.exp_shifted() / np.exp(self.log_partition)
+
+    def logsumexp(self) -> Float64Array:
+        """``m + L`` per row, shape (M,); an infinite maximum gives itself (torch: ``logsumexp([-inf, -inf]) = -inf``)."""
+        with np.errstate(invalid="ignore"):
+            total = self.maximum + self.log_partition
+        return np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]
+
+
+def shift_rows(rows: Float64Array) -> ShiftedRows:
+    """Shift each row of a 2-D float64 array (classes on the last axis, at least one class) by its maximum."""
+    maximum = rows.max(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = rows - maximum
+        # TwoSum(x, -m): with s = fl(x - m) and b = fl(s - x), the error is (x - (s - b)) + (-m - b), exactly.
+        b = shifted - rows
+        error = (rows - (shifted - b)) - (maximum + b)
+    error[~np.isfinite(error)] = 0.0
+    terms = ShiftedRows(maximum, shifted, error, maximum).exp_shifted()
+    # The maximum's own term is exactly exp(0) = 1: leave it out of the sum and let log1p add it back.
+    np.put_along_axis(terms, np.argmax(rows, axis=-1)[:, None], 0.0, axis=-1)
+    with np.errstate(invalid="ignore"):
+        log_partition = np.log1p(terms.sum(axis=-1, keepdims=True))
+    # A +inf maximum's own term is inf - inf = NaN, which the line above left out: put it back, as torch has it.
+    log_partition[np.isposinf(maximum)] = np.nan
+    return ShiftedRows(maximum, shifted, error, log_partition)

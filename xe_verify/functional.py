@@ -1,0 +1,755 @@
+r"""Reference versions of ``torch.nn.functional``'s losses, in float64 numpy.
+
+Same names, same argument names and defaults, same results as torch (2.13), including its odd corners, which are
+mirrored on purpose and listed in each docstring; the few deliberate differences are listed in
+:data:`DIFFERENCES_FROM_TORCH`. Every function accepts array-likes (lists, numpy arrays of any real dtype, torch
+tensors), computes in float64 and returns numpy float64: an array for ``reduction="none"``, an ``np.float64``
+scalar otherwise. Arguments are never modified.
+
+The formulas are evaluated so that they are *more* accurate than torch where torch loses digits: log-sum-exp with the
+shift's rounding error carried and ``log1p`` of the non-maximal terms (see ``xe_verify._softmax``), ``log1p`` and
+``log1p(exp(-|x|))`` for the sigmoid family, and sums of non-negative terms kept apart from cancelling ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xe_verify._arrays import (
+    Float64Array,
+    as_class_indices,
+    as_float64,
+    as_real,
+    check_broadcasts_to,
+    check_in_unit_interval,
+    check_reduction,
+    first_offender,
+    reduce,
+)
+from xe_verify._softmax import ShiftedRows, shift_rows
+
+__all__ = [
+    "DIFFERENCES_FROM_TORCH",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "kl_div",
+    "log_sigmoid",
+    "log_softmax",
+    "logsumexp",
+    "nll_loss",
+    "sigmoid",
+    "softmax",
+]
+
+Loss = Float64Array | np.float64
+
+#: Every deliberate difference from ``torch.nn.functional`` (torch 2.13), one line each. The docs publish this list.
+DIFFERENCES_FROM_TORCH: tuple[str, ...] = (
+    "Computation is always in float64 and results are numpy float64, whatever the input dtype (torch computes in "
+    "the input's dtype; BCE-with-logits even returns the target's dtype).",
+    "Errors are Python errors that name the argument and the offending value: where torch raises RuntimeError the "
+    "reference raises ValueError (bad values or shapes) or TypeError (bad dtypes); IndexError and ValueError match.",
+    "Class-index targets may have any integer dtype (torch accepts only int64 and uint8; int32 is a RuntimeError).",
+    "Integer and bool logits, probabilities and targets are accepted and converted to float64 (torch rejects integer "
+    "logits and requires the target's dtype to match the input's in binary_cross_entropy).",
+    "Weights of another float dtype than the input are accepted (torch raises 'expected scalar type Float but found "
+    "Double' on the class-index path and in binary_cross_entropy).",
+    "binary_cross_entropy(..., check_range=False) computes the unchecked formula for values outside [0, 1], as torch "
+    "did before 2.1 (PR #97814); the default raises ValueError like current torch.",
+    "A NaN label_smoothing is a ValueError (torch treats it as 0); a negative one is treated as 0, as in torch.",
+    "A 0-d input to cross_entropy or nll_loss is a ValueError that says the input needs a class dimension (torch "
+    "raises a confusing soft-target dtype error for cross_entropy).",
+    "kl_div never warns: torch's UserWarning for reduction='mean' is left out (the value is the same).",
+    "Non-finite values follow torch's formulas (NaN and infinities appear where torch's do); only finite inputs "
+    "take the more accurate evaluation, so results can differ from torch's in the last digits, never in semantics.",
+)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Layout: every softmax loss works on rows of classes, shape (M, C), whatever the input's shape.
+
+
+def _to_rows(array: Float64Array) -> Float64Array:
+    """(C,) -> (1, C); (N, C) -> itself; (N, C, d1..dk) -> (N * d1 * .. * dk, C) with classes last."""
+    if array.ndim == 1:
+        return array[None, :]
+    if array.ndim == 2:
+        return array
+    moved = np.moveaxis(array, 1, -1)
+    return moved.reshape(int(np.prod(moved.shape[:-1], dtype=np.int64)), array.shape[1])
+
+
+def _output_shape(input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of the per-position losses: the input's shape without its class dimension."""
+    if len(input_shape) == 1:
+        return ()
+    return (input_shape[0], *input_shape[2:])
+
+
+def _check_has_class_dim(x: Float64Array) -> None:
+    if x.ndim == 0:
+        raise ValueError(
+            "input: expected 1 or more dimensions, (C,), (N, C) or (N, C, d1, ..., dk), got a 0-d array"
+        )
+
+
+def _class_index_rows(x: Float64Array, target: Any) -> tuple[Float64Array, np.ndarray[Any, np.dtype[np.int64]]]:
+    """Validate class-index targets against the input's shape; return the input rows and the flat targets."""
+    y = as_class_indices(target, "target")
+    expected = _output_shape(x.shape)
+    if x.ndim == 1:
+        if y.shape not in {(), (1,)}:
+            raise ValueError(
+                f"target: for a 1-D input of shape {x.shape} the class-index target must be a scalar or have "
+                f"size 1, but got target shape {y.shape}"
+            )
+    elif y.shape != expected:
+        if y.ndim == 0 or y.shape[0] != x.shape[0]:
+            detail = f"Expected input batch_size ({x.shape[0]}) to match target batch_size "
+            detail += f"({y.shape[0] if y.ndim else 'none, 0-d target'})."
+        else:
+            detail = f"Expected target size {list(expected)}, got {list(y.shape)}."
+        raise ValueError(
+            f"target: {detail} For an input of shape {x.shape} a class-index target must have shape {expected} "
+            "(the input's shape without the class dimension 1); a probability target must have the input's shape"
+        )
+    return _to_rows(x), y.reshape(-1)
+
+
+def _class_weight(weight: Any, classes: int) -> Float64Array | None:
+    if weight is None:
+        return None
+    w = as_float64(weight, "weight")
+    if w.shape != (classes,):
+        raise ValueError(
+            f"weight: weight tensor should be defined either for all {classes} classes or no classes but got weight "
+            f"tensor of shape: {list(w.shape)}; expected a 1-D array of length {classes}, one weight per class"
+        )
+    return w
+
+
+def _check_ignore_index(ignore_index: Any) -> int:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"ignore_index: expected an integer, got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def _valid_targets(y: np.ndarray[Any, np.dtype[np.int64]], classes: int, ignore_index: int) -> np.ndarray[Any, Any]:
+    """Mask of the targets that count, after torch's order of checks: ``ignore_index`` first, then the bounds."""
+    valid = y != ignore_index
+    out_of_bounds = valid & ((y < 0) | (y >= classes))
+    if out_of_bounds.any():
+        position = int(np.argmax(out_of_bounds))
+        raise IndexError(
+            f"Target {int(y[position])} is out of bounds. (target element {position} in flattened order; "
+            f"expected 0 <= target < {classes} or target == ignore_index ({ignore_index}))"
+        )
+    return valid
+
+
+def _label_smoothing(value: Any) -> float:
+    smoothing = float(value)
+    if np.isnan(smoothing) or smoothing > 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {smoothing}")
+    # torch silently treats a negative label_smoothing as 0 (its code tests `label_smoothing > 0`).
+    return max(smoothing, 0.0)
+
+
+def _gather(rows: Float64Array, columns: np.ndarray[Any, np.dtype[np.int64]]) -> Float64Array:
+    return np.take_along_axis(rows, columns[:, None], axis=-1)[:, 0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Softmax family
+
+
+def _along_last_axis(x: Float64Array, dim: int) -> tuple[Float64Array, tuple[int, ...], int]:
+    """Move ``dim`` last and flatten the rest: rows of shape (M, C)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim: expected an integer, got {dim!r}")
+    ndim = max(x.ndim, 1)
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"dim: {dim} is out of range for an input of shape {x.shape}; expected {-ndim} <= dim < {ndim}")
+    axis = int(dim) % ndim
+    moved = np.moveaxis(np.atleast_1d(x), axis, -1)
+    rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+    return moved.reshape(rows, moved.shape[-1]), moved.shape, axis
+
+
+def _softmax_apply(x: Any, dim: int, name: str) -> Float64Array:
+    values = as_float64(x, "input")
+    rows, moved_shape, axis = _along_last_axis(values, dim)
+    if rows.shape[-1] == 0:
+        result = np.empty(rows.shape)
+    else:
+        shifted = shift_rows(rows)
+        result = shifted.log_softmax() if name == "log_softmax" else shifted.softmax()
+    return np.moveaxis(result.reshape(moved_shape), -1, axis).reshape(values.shape)
+
+
+def log_softmax(input: Any, dim: int) -> Float64Array:
+    r"""Log of the softmax along ``dim``, like ``torch.nn.functional.log_softmax``.
+
+    .. math:: \log\operatorname{softmax}(x)_c = x_c - \log \sum_j e^{x_j}
+
+    Evaluated as ``(d_c - L) + e_c`` with ``d = x - max(x)``, its rounding error ``e`` and
+    ``L = log1p(sum of the non-maximal exp(d))``, so the dominant class keeps every digit.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits, any shape (a 0-d input is one class).
+    dim : int
+        The class axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the input's shape. A row of ``-inf``, or with a NaN or ``+inf``, is all NaN (as in torch).
+
+    Examples
+    --------
+    >>> from xe_verify.functional import log_softmax
+    >>> log_softmax([0.0, 0.0], dim=0)
+    array([-0.69314718, -0.69314718])
+    >>> float(log_softmax([40.0, 0.0], dim=0)[0])  # -exp(-40): torch returns -0.0
+    -4.248354255291589e-18
+    """
+    return _softmax_apply(input, dim, "log_softmax")
+
+
+def softmax(input: Any, dim: int) -> Float64Array:
+    r"""Softmax along ``dim``, like ``torch.nn.functional.softmax``.
+
+    .. math:: \operatorname{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+
+    Examples
+    --------
+    >>> from xe_verify.functional import softmax
+    >>> softmax([[1.0, 1.0], [0.0, float("-inf")]], dim=1)
+    array([[0.5, 0.5],
+           [1. , 0. ]])
+    """
+    return _softmax_apply(input, dim, "softmax")
+
+
+def logsumexp(input: Any, dim: int) -> Float64Array:
+    r"""``log(sum(exp(input)))`` along ``dim``, like ``torch.logsumexp``, without overflow.
+
+    .. math:: \operatorname{logsumexp}(x) = m + \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big),
+              \qquad m = x_k = \max_j x_j
+
+    An all-``-inf`` row gives ``-inf`` and an empty one ``-inf`` (torch agrees); ``+inf`` anywhere gives ``+inf``.
+
+    Examples
+    --------
+    >>> from xe_verify.functional import logsumexp
+    >>> logsumexp([1000.0, 1000.0], dim=0)  # 1000 + log(2); exp(1000) alone would overflow
+    array(1000.69314718)
+    """
+    values = as_float64(input, "input")
+    rows, moved_shape, _ = _along_last_axis(values, dim)
+    if rows.shape[-1] == 0:
+        result = np.full(rows.shape[0], -np.inf)
+    else:
+        result = shift_rows(rows).logsumexp()
+    return result.reshape(moved_shape[:-1])
+
+
+def sigmoid(input: Any) -> Float64Array:
+    r"""The logistic function, like ``torch.sigmoid``: :math:`\sigma(x) = 1 / (1 + e^{-x})`.
+
+    Evaluated as ``1 / (1 + exp(-x))`` for ``x >= 0`` and ``exp(x) / (1 + exp(x))`` below, so neither branch
+    overflows and tiny results keep their digits.
+
+    Examples
+    --------
+    >>> from xe_verify.functional import sigmoid
+    >>> sigmoid([0.0, -800.0, 800.0])
+    array([0.5, 0. , 1. ])
+    """
+    x = as_float64(input, "input")
+    with np.errstate(over="ignore"):
+        exp_neg_abs = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + exp_neg_abs), exp_neg_abs / (1.0 + exp_neg_abs))
+
+
+def _softplus_of_negative_abs(x: Float64Array) -> Float64Array:
+    """``log1p(exp(-|x|))``, the non-linear part of every softplus."""
+    return np.log1p(np.exp(-np.abs(x)))
+
+
+def log_sigmoid(input: Any) -> Float64Array:
+    r"""``log(sigmoid(x))``, like ``torch.nn.functional.logsigmoid``, for any ``x``.
+
+    .. math:: \log\sigma(x) = \min(x, 0) - \operatorname{log1p}(e^{-|x|})
+
+    Examples
+    --------
+    >>> from xe_verify.functional import log_sigmoid
+    >>> log_sigmoid([0.0, -1000.0]).tolist()  # log(1/2), and -1000 where exp(-1000) underflows
+    [-0.6931471805599453, -1000.0]
+    """
+    x = as_float64(input, "input")
+    return np.minimum(x, 0.0) - _softplus_of_negative_abs(x)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Cross-entropy and NLL
+
+
+def cross_entropy(
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Loss:
+    r"""Cross-entropy of logits against class indices or class probabilities, like ``F.cross_entropy``.
+
+    With ``lsm = log_softmax(input, dim=class_dim)`` (``class_dim`` is 0 for a ``(C,)`` input and 1 otherwise),
+    :math:`w_c` the class weights (1 without ``weight``) and :math:`\varepsilon` the label smoothing:
+
+    **Class-index target** ``y`` (shape: the input's without the class dimension), per position :math:`i`:
+
+    .. math::
+
+        \ell_i = [y_i \ne \text{ignore}]\Big((1-\varepsilon)\, w_{y_i}(-\text{lsm}_{i,y_i})
+                 + \frac{\varepsilon}{C}\sum_c w_c(-\text{lsm}_{i,c})\Big),
+        \qquad \text{mean} = \frac{\sum_i \ell_i}{\sum_{i:\,y_i \ne \text{ignore}} w_{y_i}}
+
+    Both terms share the denominator, which is the sum of the *target* classes' weights (the count of non-ignored
+    positions without ``weight``): all targets ignored gives NaN (0/0), as in torch.
+
+    **Probability target** ``q`` (the input's shape, any float values, not checked: off-simplex targets compute the
+    same formula, as in torch), with :math:`q' = (1-\varepsilon) q + \varepsilon / C`:
+
+    .. math::
+
+        \ell_i = -\sum_c w_c\, q'_{i,c}\, \text{lsm}_{i,c}, \qquad
+        \text{mean} = \frac{\sum_i \ell_i}{\text{input.size} / C}
+
+    The soft mean never has the weights in its denominator.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+    target : array_like
+        Integer class indices (any integer dtype), or floating class probabilities of the input's shape. The path is
+        chosen as torch chooses it: by shape equality.
+    weight : array_like, optional
+        A weight per class, shape ``(C,)``. Zero and negative weights are allowed (a zero denominator gives NaN or
+        an infinity, as in torch).
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute nothing, to the sum or to the denominator. It is tested before the
+        bounds check, so it may be any integer. With probability targets it must be negative (and then does nothing).
+    reduction : {"mean", "sum", "none"}
+        ``"none"`` returns the per-position losses (0 at ignored positions).
+    label_smoothing : float, default 0.0
+        In [0, 1]; a negative value is treated as 0 (torch does the same), above 1 is a ``ValueError``.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+        float64 loss: a scalar, or for ``"none"`` an array of the target's shape (class-index) or of the input's
+        shape without the class dimension (probabilities).
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``: "Target 5 is out of bounds." (as torch).
+    ValueError
+        Mismatched shapes, a bad ``weight`` length, an unknown ``reduction``, ``label_smoothing > 1``, a
+        non-negative ``ignore_index`` with probability targets, a 0-d input.
+    TypeError
+        Non-real inputs, floating class indices of the wrong shape, integer probability targets.
+
+    Notes
+    -----
+    Mirrors torch where torch is surprising: a ``+inf`` logit makes its row NaN; ``-inf`` at the target gives
+    ``inf``, at another class a finite loss without smoothing, ``inf`` with smoothing and NaN with a probability
+    target (``0 * -inf``); weight 0 on an infinite loss is NaN; an ignored row with NaN logits gives 0.
+
+    Examples
+    --------
+    >>> from xe_verify.functional import cross_entropy
+    >>> logits = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
+    >>> round(float(cross_entropy(logits, [0, 2])), 6)
+    0.175456
+    >>> cross_entropy(logits, [0, -100], reduction="none")  # the ignored position contributes 0
+    array([0.2413113, 0.       ])
+    >>> float(cross_entropy(logits, [-100, -100]))  # nothing left to average: 0/0
+    nan
+    >>> bool(cross_entropy(logits, [[1.0, 0, 0], [0, 0, 1.0]]) == cross_entropy(logits, [0, 2]))
+    True
+    """
+    reduction = check_reduction(reduction)
+    ignore_index = _check_ignore_index(ignore_index)
+    smoothing = _label_smoothing(label_smoothing)
+    x = as_float64(input, "input")
+    _check_has_class_dim(x)
+    target_array = as_real(target, "target")
+    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+    w = _class_weight(weight, classes)
+    if target_array.shape == x.shape:
+        return _cross_entropy_probabilities(x, target_array, w, ignore_index, reduction, smoothing)
+
+    rows, y = _class_index_rows(x, target_array)
+    valid = _valid_targets(y, classes, ignore_index)
+    safe_y = np.where(valid, y, 0)
+    target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
+    losses = np.zeros(y.shape)
+    if classes and y.size:
+        shifted = shift_rows(rows)
+        with np.errstate(invalid="ignore", over="ignore"):
+            nll = (shifted.log_partition[:, 0] - _gather(shifted.shifted, safe_y)) - _gather(shifted.error, safe_y)
+            losses = target_weight * nll
+            if smoothing > 0.0:
+                losses = (1.0 - smoothing) * losses + (smoothing / classes) * _smoothing_term(shifted, w)
+        losses = np.where(valid, losses, 0.0)
+    denominator = np.sum(np.where(valid, target_weight, 0.0))
+    return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
+
+
+def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None) -> Float64Array:
+    """``sum_c w_c (-lsm_c)`` per row, as ``L sum_c w_c - sum_c w_c (d_c + e_c)``: two non-negative parts for w >= 0."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if w is None:
+            weighted_shift = shifted.shifted.sum(axis=-1) + shifted.error.sum(axis=-1)
+            return shifted.log_partition[:, 0] * shifted.shifted.shape[-1] - weighted_shift
+        weighted_shift = (shifted.shifted * w).sum(axis=-1) + (shifted.error * w).sum(axis=-1)
+        return shifted.log_partition[:, 0] * np.sum(w) - weighted_shift
+
+
+def _cross_entropy_probabilities(
+    x: Float64Array,
+    target: np.ndarray[Any, Any],
+    w: Float64Array | None,
+    ignore_index: int,
+    reduction: str,
+    smoothing: float,
+) -> Loss:
+    if target.dtype.kind != "f":
+        raise TypeError(
+            f"target: has the input's shape {x.shape}, so it is read as class probabilities, which must have a "
+            f"floating dtype; got {target.dtype}. Class indices must have the input's shape without the class "
+            "dimension"
+        )
+    if ignore_index >= 0:
+        raise ValueError(
+            f"ignore_index: ignore_index is not supported for floating point target (got {ignore_index}); "
+            "expected a negative value with probability targets"
+        )
+    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+    q = _to_rows(target.astype(np.float64, copy=False))
+    rows = _to_rows(x)
+    if smoothing > 0.0:
+        q = q * (1.0 - smoothing) + smoothing / classes
+    if w is not None:
+        q = q * w
+    losses = np.zeros(rows.shape[0])
+    if classes and rows.shape[0]:
+        shifted = shift_rows(rows)
+        with np.errstate(invalid="ignore", over="ignore"):
+            # -sum_c q'_c lsm_c = L sum_c q'_c - sum_c q'_c (d_c + e_c): non-negative parts for q' >= 0.
+            losses = shifted.log_partition[:, 0] * q.sum(axis=-1) - (
+                (q * shifted.shifted).sum(axis=-1) + (q * shifted.error).sum(axis=-1)
+            )
+    return reduce(losses.reshape(_output_shape(x.shape)), reduction, rows.shape[0])
+
+
+def nll_loss(
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Loss:
+    r"""Negative log-likelihood of class-index targets, like ``F.nll_loss``.
+
+    .. math::
+
+        \ell_i = -[y_i \ne \text{ignore}]\; w_{y_i}\, \text{input}_{i, y_i}, \qquad
+        \text{mean} = \frac{\sum_i \ell_i}{\sum_{i:\,y_i \ne \text{ignore}} w_{y_i}}
+
+    ``input`` is used as given: it does not have to be log-probabilities (torch does not check either). Only the
+    target column is read, so a NaN elsewhere in a row does not matter.
+
+    Parameters
+    ----------
+    input : array_like
+        Shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+    target : array_like
+        Integer class indices, the input's shape without the class dimension.
+    weight, ignore_index, reduction
+        As in :func:`cross_entropy`.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+
+    Examples
+    --------
+    >>> from xe_verify.functional import nll_loss
+    >>> nll_loss([[-0.5, -1.0], [-2.0, -0.1]], [0, 1], weight=[1.0, 3.0])  # (0.5 * 1 + 0.1 * 3) / (1 + 3)
+    np.float64(0.2)
+    """
+    reduction = check_reduction(reduction)
+    ignore_index = _check_ignore_index(ignore_index)
+    x = as_float64(input, "input")
+    _check_has_class_dim(x)
+    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+    w = _class_weight(weight, classes)
+    target_array = as_real(target, "target")
+    if target_array.shape == x.shape and x.ndim > 1:
+        raise ValueError(
+            f"target: 0D or 1D target tensor expected, multi-target not supported: nll_loss takes class indices "
+            f"of shape {_output_shape(x.shape)}, got shape {target_array.shape}"
+        )
+    rows, y = _class_index_rows(x, target_array)
+    valid = _valid_targets(y, classes, ignore_index)
+    safe_y = np.where(valid, y, 0)
+    target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
+    losses = np.zeros(y.shape)
+    if classes and y.size:
+        with np.errstate(invalid="ignore"):
+            losses = np.where(valid, -target_weight * _gather(rows, safe_y), 0.0)
+    denominator = np.sum(np.where(valid, target_weight, 0.0))
+    return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Binary cross-entropy
+
+
+def _same_shape_target(x: Float64Array, target: Any, message: str) -> Float64Array:
+    t = as_float64(target, "target")
+    if t.shape != x.shape:
+        raise ValueError(f"target: {message.format(target=t.shape, input=x.shape)}")
+    return t
+
+
+def _broadcast_weight(weight: Any, shape: tuple[int, ...], name: str = "weight") -> Float64Array | None:
+    if weight is None:
+        return None
+    w = as_float64(weight, name)
+    check_broadcasts_to(w, shape, name, "input")
+    return w
+
+
+def binary_cross_entropy(
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    reduction: str = "mean",
+    *,
+    check_range: bool = True,
+) -> Loss:
+    r"""Binary cross-entropy of probabilities, like ``F.binary_cross_entropy`` (with its log clamp at -100).
+
+    .. math::
+
+        \ell = -w\big(t \max(\log p, -100) + (1 - t)\max(\operatorname{log1p}(-p), -100)\big),
+        \qquad \text{mean} = \frac{\sum \ell}{\text{numel}}
+
+    The clamp bounds each element's loss by ``100 w`` (``p = 0, t = 1`` gives exactly 100) and keeps
+    ``0 * log 0`` from becoming NaN. ``log1p(-p)`` keeps the digits of tiny ``p`` (``p = 1e-17, t = 0`` gives
+    ``1e-17``; ``-log(1 - p)`` gives 0). The weights are not in the mean's denominator.
+
+    Parameters
+    ----------
+    input : array_like
+        Probabilities ``p`` in [0, 1].
+    target : array_like
+        Targets ``t`` in [0, 1], the input's shape.
+    weight : array_like, optional
+        Broadcast to the input's shape (it may not enlarge it).
+    reduction : {"mean", "sum", "none"}
+    check_range : bool, default True
+        torch (since 2.1, PR #97814) raises when ``p`` or ``t`` is outside [0, 1] or NaN, and so does the default.
+        ``check_range=False`` computes the formula above for any values, which is what torch returned before the
+        check: targets of 2 or 4 then give a finite loss that can be negative, and ``p`` outside [0, 1] gives NaN.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        A value outside [0, 1] (with ``check_range=True``), mismatched shapes, a weight that does not broadcast,
+        an unknown ``reduction``.
+
+    Examples
+    --------
+    >>> from xe_verify.functional import binary_cross_entropy
+    >>> binary_cross_entropy([0.0, 1.0, 0.5], [1.0, 0.0, 0.5], reduction="none")  # the clamp: 100, not inf
+    array([100.        , 100.        ,   0.69314718])
+    >>> round(float(binary_cross_entropy([0.9], [4.0], check_range=False)), 6)  # old torch: no range check
+    -6.486313
+    """
+    reduction = check_reduction(reduction)
+    p = as_float64(input, "input")
+    t = _same_shape_target(
+        p,
+        target,
+        "Using a target size ({target}) that is different to the input size ({input}) is deprecated. "
+        "Please ensure they have the same size.",
+    )
+    w = _broadcast_weight(weight, p.shape)
+    if check_range:
+        check_in_unit_interval(p, "input")
+        check_in_unit_interval(t, "target")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.maximum(np.log(p), -100.0)
+        log_one_minus_p = np.maximum(np.log1p(-p), -100.0)
+        losses = -(t * log_p + (1.0 - t) * log_one_minus_p)
+        if w is not None:
+            losses = losses * w
+    return reduce(np.asarray(losses, dtype=np.float64), reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    reduction: str = "mean",
+    pos_weight: Any = None,
+) -> Loss:
+    r"""Binary cross-entropy of logits, like ``F.binary_cross_entropy_with_logits``: stable for any logit.
+
+    With :math:`\ell_w = 1 + (\text{pos\_weight} - 1)\, t` (1 without ``pos_weight``):
+
+    .. math::
+
+        \ell = w\big((1 - t)\, x + \ell_w \operatorname{softplus}(-x)\big),
+        \qquad \operatorname{softplus}(-x) = \max(-x, 0) + \operatorname{log1p}(e^{-|x|}),
+        \qquad \text{mean} = \frac{\sum \ell}{\text{numel}}
+
+    For finite values it is evaluated as ``(1 - t) x + l_w log1p(exp(-x))`` when ``x >= 0`` and as
+    ``pos_weight t (-x) + l_w log1p(exp(x))`` when ``x < 0`` (the same value, without the cancellation between
+    ``(1 - t) x`` and ``-x``): sums of non-negative terms for ``t`` in [0, 1].
+
+    Targets are **not** range-checked (torch does not check them either): ``t`` outside [0, 1] computes the same
+    formula, so the loss can be negative and is unbounded below (``x = 0.3, t = 4`` gives about -0.346). torch
+    PRs #177506 and #188297 (2026) propose a check; this mirrors torch 2.13. Infinite logits follow torch too:
+    ``x = +inf, t = 1`` and ``x = -inf`` (any ``t``) give NaN, from ``(1 - t) x``.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits ``x``.
+    target : array_like
+        Targets ``t``, the input's shape.
+    weight : array_like, optional
+        Broadcast to the input's shape.
+    reduction : {"mean", "sum", "none"}
+    pos_weight : array_like, optional
+        Weight of the positive term, broadcast against the input from the last dimension (per class for an
+        ``(N, C)`` input). Negative values are allowed.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+
+    Examples
+    --------
+    >>> from xe_verify.functional import binary_cross_entropy_with_logits as bce_logits
+    >>> bce_logits([100.0, -1e4], [1.0, 0.0], reduction="none")  # exp(-100) and exp(-1e4): nothing overflows
+    array([3.72007598e-44, 0.00000000e+00])
+    >>> round(float(bce_logits([0.3], [4.0])), 6)  # a target outside [0, 1]: a negative loss, as in torch
+    -0.345645
+    """
+    reduction = check_reduction(reduction)
+    x = as_float64(input, "input")
+    t = _same_shape_target(x, target, "Target size ({target}) must be the same as input size ({input})")
+    w = _broadcast_weight(weight, x.shape)
+    pw = _broadcast_weight(pos_weight, x.shape, "pos_weight")
+    with np.errstate(invalid="ignore", over="ignore"):
+        softplus_part = _softplus_of_negative_abs(x)
+        log_weight = 1.0 if pw is None else 1.0 + (pw - 1.0) * t
+        positive_weight = t if pw is None else pw * t
+        losses = np.where(x >= 0, (1.0 - t) * x, positive_weight * -x) + log_weight * softplus_part
+        finite = np.isfinite(x) & np.isfinite(t)
+        if not finite.all():
+            # torch's own expression, so that NaN and infinities land where torch's do.
+            literal = (1.0 - t) * x + log_weight * (softplus_part + np.maximum(-x, 0.0))
+            losses = np.where(finite, losses, literal)
+        if w is not None:
+            losses = losses * w
+    return reduce(np.asarray(losses, dtype=np.float64), reduction)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# KL divergence
+
+
+def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = False) -> Loss:
+    r"""Pointwise KL divergence, like ``F.kl_div``: ``input`` is **log q**, ``target`` is p (or log p).
+
+    .. math::
+
+        \ell = \begin{cases} t\,(\log t - x) & \text{log\_target=False (0 where } t = 0\text{)} \\
+                             e^{t}\,(t - x) & \text{log\_target=True} \end{cases}
+
+    Reductions: ``"sum"``; ``"mean"`` divides by the number of elements (torch's default; it is *not* the KL
+    divergence of the distributions, and torch warns about it); ``"batchmean"`` divides by ``input.shape[0]``, which
+    for a 1-D input is the number of classes, so it equals ``"mean"`` there (torch does the same). ``input`` and
+    ``target`` broadcast against each other.
+
+    Mirrors torch's edge cases: ``t = 0`` with ``x = -inf`` or NaN gives NaN (``0 * -inf``), ``t < 0`` gives NaN,
+    ``t = 1`` with ``x = -inf`` gives ``inf``.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities ``log q``.
+    target : array_like
+        Probabilities ``p``, or ``log p`` with ``log_target=True``.
+    reduction : {"mean", "batchmean", "sum", "none"}
+    log_target : bool, default False
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xe_verify.functional import kl_div
+    >>> p, q = np.array([[0.5, 0.5]]), np.array([[0.25, 0.75]])
+    >>> round(float(kl_div(np.log(q), p, reduction="batchmean")), 6)  # KL(p || q) = 0.5 log(4/3)
+    0.143841
+    """
+    reduction = check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
+    x = as_float64(input, "input")
+    t = as_float64(target, "target")
+    try:
+        shape = np.broadcast_shapes(x.shape, t.shape)
+    except ValueError:
+        raise ValueError(
+            f"target: shape {t.shape} does not broadcast with the input shape {x.shape}; expected shapes that "
+            "broadcast against each other"
+        ) from None
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if log_target:
+            losses = np.exp(t) * (t - x)
+        else:
+            # torch: xlogy(t, t) - t * x. Where everything is finite and t > 0, t * (log t - x) rounds less.
+            literal = np.where(t == 0, 0.0, t * np.log(t)) - t * x
+            accurate = t * (np.log(t) - x)
+            losses = np.where((t > 0) & np.isfinite(t) & np.isfinite(x), accurate, literal)
+    losses = np.broadcast_to(np.asarray(losses, dtype=np.float64), shape)
+    if reduction == "batchmean":
+        total = reduce(losses, "sum")
+        if x.ndim == 0:
+            return total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.float64(total / x.shape[0])
+    return reduce(np.array(losses), reduction)
+
