@@ -98,8 +98,7 @@ def check_in_unit_interval(values: Float64Array, name: str) -> None:
     outside = ~((values >= 0.0) & (values <= 1.0))
     if outside.any():
         raise ValueError(
-            f"{name}: all elements of {name} should be between 0 and 1; "
-            f"found {first_offender(outside, values, name)}"
+            f"{name}: all elements of {name} should be between 0 and 1; found {first_offender(outside, values, name)}"
         )
 
 
@@ -124,9 +123,10 @@ def reduce(losses: Float64Array, reduction: str, denominator: float | None = Non
     """
     if reduction == "none":
         return losses
-    total = np.float64(np.sum(losses, dtype=np.float64))
+    total: np.float64 = np.float64(float(np.sum(losses, dtype=np.float64)))
     if reduction == "sum":
         return total
     count = np.float64(losses.size if denominator is None else denominator)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.float64(total / count)
+        mean: np.float64 = total / count
+    return mean

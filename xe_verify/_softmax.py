@@ -1,12 +1,12 @@
-"""The log-softmax kernel shared by every softmax-based function, accurate to a few ULP.
+r"""The log-softmax kernel shared by every softmax-based function, accurate to a few ULP.
 
 For a row ``x`` with maximum ``m`` (at index ``k``), write ``d = fl(x - m)`` and let ``e`` be the rounding error of that
 subtraction, recovered exactly with Knuth's TwoSum, so that ``x - m = d + e`` exactly. Then
 
 .. math::
 
-    \\log \\sum_j e^{x_j} = m + L, \\qquad L = \\operatorname{log1p}\\Big(\\sum_{j \\ne k} e^{d_j}(1 + e_j)\\Big),
-    \\qquad \\log\\operatorname{softmax}(x)_c = (d_c - L) + e_c .
+    \log \sum_j e^{x_j} = m + L, \qquad L = \operatorname{log1p}\Big(\sum_{j \ne k} e^{d_j}(1 + e_j)\Big),
+    \qquad \log\operatorname{softmax}(x)_c = (d_c - L) + e_c .
 
 Why each piece is there:
 
@@ -70,7 +70,7 @@ class ShiftedRows:
             return self.exp_shifted() / np.exp(self.log_partition)
 
     def logsumexp(self) -> Float64Array:
-        """``m + L`` per row, shape (M,); an infinite maximum gives itself (torch: ``logsumexp([-inf, -inf]) = -inf``)."""
+        """``m + L`` per row, shape (M,); an infinite maximum gives itself (torch: ``logsumexp([-inf]) = -inf``)."""
         with np.errstate(invalid="ignore"):
             total = self.maximum + self.log_partition
         return np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]

@@ -25,7 +25,6 @@ from xe_verify._arrays import (
     check_broadcasts_to,
     check_in_unit_interval,
     check_reduction,
-    first_offender,
     reduce,
 )
 from xe_verify._softmax import ShiftedRows, shift_rows
@@ -91,9 +90,7 @@ def _output_shape(input_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def _check_has_class_dim(x: Float64Array) -> None:
     if x.ndim == 0:
-        raise ValueError(
-            "input: expected 1 or more dimensions, (C,), (N, C) or (N, C, d1, ..., dk), got a 0-d array"
-        )
+        raise ValueError("input: expected 1 or more dimensions, (C,), (N, C) or (N, C, d1, ..., dk), got a 0-d array")
 
 
 def _class_index_rows(x: Float64Array, target: Any) -> tuple[Float64Array, np.ndarray[Any, np.dtype[np.int64]]]:
@@ -139,7 +136,7 @@ def _check_ignore_index(ignore_index: Any) -> int:
 
 def _valid_targets(y: np.ndarray[Any, np.dtype[np.int64]], classes: int, ignore_index: int) -> np.ndarray[Any, Any]:
     """Mask of the targets that count, after torch's order of checks: ``ignore_index`` first, then the bounds."""
-    valid = y != ignore_index
+    valid: np.ndarray[Any, Any] = y != ignore_index
     out_of_bounds = valid & ((y < 0) | (y >= classes))
     if out_of_bounds.any():
         position = int(np.argmax(out_of_bounds))
@@ -172,7 +169,9 @@ def _along_last_axis(x: Float64Array, dim: int) -> tuple[Float64Array, tuple[int
         raise TypeError(f"dim: expected an integer, got {dim!r}")
     ndim = max(x.ndim, 1)
     if not -ndim <= dim < ndim:
-        raise ValueError(f"dim: {dim} is out of range for an input of shape {x.shape}; expected {-ndim} <= dim < {ndim}")
+        raise ValueError(
+            f"dim: {dim} is out of range for an input of shape {x.shape}; expected {-ndim} <= dim < {ndim}"
+        )
     axis = int(dim) % ndim
     moved = np.moveaxis(np.atleast_1d(x), axis, -1)
     rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
@@ -252,10 +251,7 @@ def logsumexp(input: Any, dim: int) -> Float64Array:
     """
     values = as_float64(input, "input")
     rows, moved_shape, _ = _along_last_axis(values, dim)
-    if rows.shape[-1] == 0:
-        result = np.full(rows.shape[0], -np.inf)
-    else:
-        result = shift_rows(rows).logsumexp()
+    result = np.full(rows.shape[0], -np.inf) if rows.shape[-1] == 0 else shift_rows(rows).logsumexp()
     return result.reshape(moved_shape[:-1])
 
 
@@ -421,9 +417,11 @@ def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None) -> Float64Arra
     with np.errstate(invalid="ignore", over="ignore"):
         if w is None:
             weighted_shift = shifted.shifted.sum(axis=-1) + shifted.error.sum(axis=-1)
-            return shifted.log_partition[:, 0] * shifted.shifted.shape[-1] - weighted_shift
-        weighted_shift = (shifted.shifted * w).sum(axis=-1) + (shifted.error * w).sum(axis=-1)
-        return shifted.log_partition[:, 0] * np.sum(w) - weighted_shift
+            term: Float64Array = shifted.log_partition[:, 0] * shifted.shifted.shape[-1] - weighted_shift
+        else:
+            weighted_shift = (shifted.shifted * w).sum(axis=-1) + (shifted.error * w).sum(axis=-1)
+            term = shifted.log_partition[:, 0] * np.sum(w) - weighted_shift
+    return term
 
 
 def _cross_entropy_probabilities(
@@ -750,6 +748,6 @@ def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = 
         if x.ndim == 0:
             return total
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.float64(total / x.shape[0])
+            batch_mean: np.float64 = np.float64(total) / np.float64(x.shape[0])
+        return batch_mean
     return reduce(np.array(losses), reduction)
-

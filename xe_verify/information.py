@@ -32,9 +32,7 @@ def _probabilities(value: Any, name: str) -> Float64Array:
     p = as_float64(value, name)
     bad = ~(np.isfinite(p) & (p >= 0))
     if bad.any():
-        raise ValueError(
-            f"{name}: probabilities must be finite and non-negative; found {first_offender(bad, p, name)}"
-        )
+        raise ValueError(f"{name}: probabilities must be finite and non-negative; found {first_offender(bad, p, name)}")
     return p
 
 
@@ -63,7 +61,7 @@ def _sum_along(terms: Float64Array, axis: int, base: Any) -> Result:
     if terms.ndim == 0:
         raise ValueError("p: expected at least one dimension (a probability vector), got a 0-d array")
     ndim = terms.ndim
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+    if isinstance(axis, bool) or not -ndim <= axis < ndim:
         raise ValueError(f"axis: {axis!r} is out of range for shape {terms.shape}; expected {-ndim} <= axis < {ndim}")
     total = np.sum(terms, axis=axis) / _log_of_base(base)
     return np.float64(total) if np.ndim(total) == 0 else np.asarray(total, dtype=np.float64)
