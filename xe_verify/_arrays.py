@@ -93,9 +93,12 @@ def first_offender(mask: NDArray[np.bool_], values: NDArray[Any], name: str) -> 
     return f"{name}{_format_position(position)} = {values[position]!r}"
 
 
-def check_in_unit_interval(values: Float64Array, name: str) -> None:
+def check_in_unit_interval(values: NDArray[Any], name: str) -> None:
     """Raise ``ValueError`` unless every element is in [0, 1] (NaN and infinities are outside)."""
-    outside = ~((values >= 0.0) & (values <= 1.0))
+    # min and max propagate NaN and need no temporary the size of the input; the mask is for the error message only.
+    if values.size == 0 or (np.min(values) >= 0 and np.max(values) <= 1):
+        return
+    outside = ~((values >= 0) & (values <= 1))
     if outside.any():
         raise ValueError(
             f"{name}: all elements of {name} should be between 0 and 1; found {first_offender(outside, values, name)}"

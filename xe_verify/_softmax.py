@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xe_verify._arrays import Float64Array
+from xe_verify._blocks import workspace
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,12 @@ class ShiftedRows:
         """``log_softmax`` of every element: ``(d - L) + e``."""
         return (self.shifted - self.log_partition) + self.error
 
-    def exp_shifted(self) -> Float64Array:
-        """``exp(x - m)`` with the shift's rounding error carried: ``exp(d) + exp(d) e``."""
+    def exp_shifted(self, out: Float64Array | None = None, scratch: Float64Array | None = None) -> Float64Array:
+        """``exp(x - m)`` with the shift's rounding error carried: ``exp(d) + exp(d) e`` (into ``out`` if given)."""
         with np.errstate(invalid="ignore"):
-            terms = np.exp(self.shifted)
-            terms += terms * self.error
+            terms = np.exp(self.shifted, out=out)
+            correction = np.multiply(terms, self.error, out=scratch)
+            terms += correction
         return terms
 
     def softmax(self) -> Float64Array:
@@ -76,16 +78,29 @@ class ShiftedRows:
         return np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]
 
 
-def shift_rows(rows: Float64Array) -> ShiftedRows:
-    """Shift each row of a 2-D float64 array (classes on the last axis, at least one class) by its maximum."""
+def shift_rows(rows: Float64Array, *, in_workspace: bool = False) -> ShiftedRows:
+    """Shift each row of a 2-D float64 array (classes on the last axis, at least one class) by its maximum.
+
+    With ``in_workspace=True`` the result lives in the calling thread's workspace buffers 1 to 4 (see
+    ``xe_verify._blocks``): no allocation, but it is overwritten by the next such call on the thread.
+    """
+    shape = rows.shape
+    buffers = [workspace(index, *shape) if in_workspace else np.empty(shape) for index in (1, 2, 3, 4)]
+    shifted, b, error, scratch = buffers
     maximum = rows.max(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", over="ignore"):
-        shifted = rows - maximum
-        # TwoSum(x, -m): with s = fl(x - m) and b = fl(s - x), the error is (x - (s - b)) + (-m - b), exactly.
-        b = shifted - rows
-        error = (rows - (shifted - b)) - (maximum + b)
-    error[~np.isfinite(error)] = 0.0
-    terms = ShiftedRows(maximum, shifted, error, maximum).exp_shifted()
+        np.subtract(rows, maximum, out=shifted)
+        # TwoSum(x, -m): with s = fl(x - m) and b = fl(s - x), the error is (x - (s - b)) - (m + b), exactly.
+        np.subtract(shifted, rows, out=b)
+        np.subtract(shifted, b, out=error)
+        np.subtract(rows, error, out=error)
+        np.add(b, maximum, out=b)
+        np.subtract(error, b, out=error)
+    finite = np.isfinite(error)
+    if not finite.all():
+        error[~finite] = 0.0
+    # b is free again: it holds the terms exp(x - m).
+    terms = ShiftedRows(maximum, shifted, error, maximum).exp_shifted(out=b, scratch=scratch)
     # The maximum's own term is exactly exp(0) = 1: leave it out of the sum and let log1p add it back.
     np.put_along_axis(terms, np.argmax(rows, axis=-1)[:, None], 0.0, axis=-1)
     with np.errstate(invalid="ignore"):

@@ -27,6 +27,7 @@ from xe_verify._arrays import (
     check_reduction,
     reduce,
 )
+from xe_verify._blocks import RowLayout, elementwise, for_each, workspace
 from xe_verify._softmax import ShiftedRows, shift_rows
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 Loss = Float64Array | np.float64
+Block = tuple[int, int, int]
 
 #: Every deliberate difference from ``torch.nn.functional`` (torch 2.13), one line each. The docs publish this list.
 DIFFERENCES_FROM_TORCH: tuple[str, ...] = (
@@ -95,6 +97,11 @@ def _check_has_class_dim(x: Float64Array) -> None:
 
 def _class_index_rows(x: Float64Array, target: Any) -> tuple[Float64Array, np.ndarray[Any, np.dtype[np.int64]]]:
     """Validate class-index targets against the input's shape; return the input rows and the flat targets."""
+    return _to_rows(x), _class_index_targets(x, target)
+
+
+def _class_index_targets(x: np.ndarray[Any, Any], target: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Validate class-index targets against the input's shape; return them flat, in row order."""
     y = as_class_indices(target, "target")
     expected = _output_shape(x.shape)
     if x.ndim == 1:
@@ -113,7 +120,7 @@ def _class_index_rows(x: Float64Array, target: Any) -> tuple[Float64Array, np.nd
             f"target: {detail} For an input of shape {x.shape} a class-index target must have shape {expected} "
             "(the input's shape without the class dimension 1); a probability target must have the input's shape"
         )
-    return _to_rows(x), y.reshape(-1)
+    return y.reshape(-1)
 
 
 def _class_weight(weight: Any, classes: int) -> Float64Array | None:
@@ -163,8 +170,8 @@ def _gather(rows: Float64Array, columns: np.ndarray[Any, np.dtype[np.int64]]) ->
 # Softmax family
 
 
-def _along_last_axis(x: Float64Array, dim: int) -> tuple[Float64Array, tuple[int, ...], int]:
-    """Move ``dim`` last and flatten the rest: rows of shape (M, C)."""
+def _along_last_axis(x: np.ndarray[Any, Any], dim: int) -> tuple[np.ndarray[Any, Any], tuple[int, ...], int]:
+    """Move ``dim`` last and flatten the rest: rows of shape (M, C), in the input's dtype."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"dim: expected an integer, got {dim!r}")
     ndim = max(x.ndim, 1)
@@ -179,13 +186,24 @@ def _along_last_axis(x: Float64Array, dim: int) -> tuple[Float64Array, tuple[int
 
 
 def _softmax_apply(x: Any, dim: int, name: str) -> Float64Array:
-    values = as_float64(x, "input")
+    values = as_real(x, "input")
     rows, moved_shape, axis = _along_last_axis(values, dim)
-    if rows.shape[-1] == 0:
-        result = np.empty(rows.shape)
-    else:
-        shifted = shift_rows(rows)
-        result = shifted.log_softmax() if name == "log_softmax" else shifted.softmax()
+    result = np.empty(rows.shape)
+    if rows.size:
+        layout = RowLayout(rows)
+
+        def work(block: Block) -> None:
+            shifted = shift_rows(layout.load(block), in_workspace=True)
+            out = result[layout.row_slice(block)]
+            with np.errstate(invalid="ignore", over="ignore"):
+                if name == "log_softmax":
+                    np.subtract(shifted.shifted, shifted.log_partition, out=out)
+                    out += shifted.error
+                else:
+                    shifted.exp_shifted(out=out, scratch=workspace(2, *out.shape))
+                    out /= np.exp(shifted.log_partition)
+
+        for_each(work, layout.blocks(), rows.size)
     return np.moveaxis(result.reshape(moved_shape), -1, axis).reshape(values.shape)
 
 
@@ -249,9 +267,16 @@ def logsumexp(input: Any, dim: int) -> Float64Array:
     >>> logsumexp([1000.0, 1000.0], dim=0)  # 1000 + log(2); exp(1000) alone would overflow
     array(1000.69314718)
     """
-    values = as_float64(input, "input")
+    values = as_real(input, "input")
     rows, moved_shape, _ = _along_last_axis(values, dim)
-    result = np.full(rows.shape[0], -np.inf) if rows.shape[-1] == 0 else shift_rows(rows).logsumexp()
+    result = np.full(rows.shape[0], -np.inf)
+    if rows.size:
+        layout = RowLayout(rows)
+
+        def work(block: Block) -> None:
+            result[layout.row_slice(block)] = shift_rows(layout.load(block), in_workspace=True).logsumexp()
+
+        for_each(work, layout.blocks(), rows.size)
     return result.reshape(moved_shape[:-1])
 
 
@@ -267,7 +292,17 @@ def sigmoid(input: Any) -> Float64Array:
     >>> sigmoid([0.0, -800.0, 800.0])
     array([0.5, 0. , 1. ])
     """
-    x = as_float64(input, "input")
+    x = as_real(input, "input")
+    return _elementwise_values(_sigmoid_kernel, [x], x.shape)
+
+
+def _elementwise_values(kernel: Any, operands: list[Any], shape: tuple[int, ...]) -> Float64Array:
+    values, _ = elementwise(kernel, operands, shape, keep=True)
+    assert values is not None
+    return values
+
+
+def _sigmoid_kernel(x: Float64Array) -> Float64Array:
     with np.errstate(over="ignore"):
         exp_neg_abs = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + exp_neg_abs), exp_neg_abs / (1.0 + exp_neg_abs))
@@ -289,7 +324,11 @@ def log_sigmoid(input: Any) -> Float64Array:
     >>> log_sigmoid([0.0, -1000.0]).tolist()  # log(1/2), and -1000 where exp(-1000) underflows
     [-0.6931471805599453, -1000.0]
     """
-    x = as_float64(input, "input")
+    x = as_real(input, "input")
+    return _elementwise_values(_log_sigmoid_kernel, [x], x.shape)
+
+
+def _log_sigmoid_kernel(x: Float64Array) -> Float64Array:
     return np.minimum(x, 0.0) - _softplus_of_negative_abs(x)
 
 
@@ -387,7 +426,7 @@ def cross_entropy(
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
     smoothing = _label_smoothing(label_smoothing)
-    x = as_float64(input, "input")
+    x = as_real(input, "input")
     _check_has_class_dim(x)
     target_array = as_real(target, "target")
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
@@ -395,31 +434,41 @@ def cross_entropy(
     if target_array.shape == x.shape:
         return _cross_entropy_probabilities(x, target_array, w, ignore_index, reduction, smoothing)
 
-    rows, y = _class_index_rows(x, target_array)
+    y = _class_index_targets(x, target_array)
     valid = _valid_targets(y, classes, ignore_index)
     safe_y = np.where(valid, y, 0)
     target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
     losses = np.zeros(y.shape)
     if classes and y.size:
-        shifted = shift_rows(rows)
-        with np.errstate(invalid="ignore", over="ignore"):
-            nll = (shifted.log_partition[:, 0] - _gather(shifted.shifted, safe_y)) - _gather(shifted.error, safe_y)
-            losses = target_weight * nll
-            if smoothing > 0.0:
-                losses = (1.0 - smoothing) * losses + (smoothing / classes) * _smoothing_term(shifted, w)
+        layout = RowLayout(x)
+
+        def work(block: Block) -> None:
+            rows = layout.row_slice(block)
+            shifted = shift_rows(layout.load(block), in_workspace=True)
+            picked = safe_y[rows]
+            with np.errstate(invalid="ignore", over="ignore"):
+                nll = (shifted.log_partition[:, 0] - _gather(shifted.shifted, picked)) - _gather(shifted.error, picked)
+                block_losses = target_weight[rows] * nll
+                if smoothing > 0.0:
+                    smooth = _smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape))
+                    block_losses = (1.0 - smoothing) * block_losses + (smoothing / classes) * smooth
+            losses[rows] = block_losses
+
+        for_each(work, layout.blocks(), x.size)
         losses = np.where(valid, losses, 0.0)
     denominator = np.sum(np.where(valid, target_weight, 0.0))
     return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
 
 
-def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None) -> Float64Array:
+def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None, scratch: Float64Array) -> Float64Array:
     """``sum_c w_c (-lsm_c)`` per row, as ``L sum_c w_c - sum_c w_c (d_c + e_c)``: two non-negative parts for w >= 0."""
     with np.errstate(invalid="ignore", over="ignore"):
         if w is None:
             weighted_shift = shifted.shifted.sum(axis=-1) + shifted.error.sum(axis=-1)
             term: Float64Array = shifted.log_partition[:, 0] * shifted.shifted.shape[-1] - weighted_shift
         else:
-            weighted_shift = (shifted.shifted * w).sum(axis=-1) + (shifted.error * w).sum(axis=-1)
+            weighted_shift = np.multiply(shifted.shifted, w, out=scratch).sum(axis=-1)
+            weighted_shift += np.multiply(shifted.error, w, out=scratch).sum(axis=-1)
             term = shifted.log_partition[:, 0] * np.sum(w) - weighted_shift
     return term
 
@@ -444,21 +493,27 @@ def _cross_entropy_probabilities(
             "expected a negative value with probability targets"
         )
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
-    q = _to_rows(target.astype(np.float64, copy=False))
-    rows = _to_rows(x)
-    if smoothing > 0.0:
-        q = q * (1.0 - smoothing) + smoothing / classes
-    if w is not None:
-        q = q * w
-    losses = np.zeros(rows.shape[0])
-    if classes and rows.shape[0]:
-        shifted = shift_rows(rows)
-        with np.errstate(invalid="ignore", over="ignore"):
-            # -sum_c q'_c lsm_c = L sum_c q'_c - sum_c q'_c (d_c + e_c): non-negative parts for q' >= 0.
-            losses = shifted.log_partition[:, 0] * q.sum(axis=-1) - (
-                (q * shifted.shifted).sum(axis=-1) + (q * shifted.error).sum(axis=-1)
-            )
-    return reduce(losses.reshape(_output_shape(x.shape)), reduction, rows.shape[0])
+    layout, target_layout = RowLayout(x), RowLayout(target)
+    losses = np.zeros(layout.rows)
+    if classes and layout.rows:
+
+        def work(block: Block) -> None:
+            shifted = shift_rows(layout.load(block), in_workspace=True)
+            q = target_layout.load(block, index=5)
+            scratch = workspace(2, *q.shape)
+            with np.errstate(invalid="ignore", over="ignore"):
+                if smoothing > 0.0:
+                    q *= 1.0 - smoothing
+                    q += smoothing / classes
+                if w is not None:
+                    q *= w
+                # -sum_c q'_c lsm_c = L sum_c q'_c - sum_c q'_c (d_c + e_c): non-negative parts for q' >= 0.
+                shift_part = np.multiply(q, shifted.shifted, out=scratch).sum(axis=-1)
+                shift_part += np.multiply(q, shifted.error, out=scratch).sum(axis=-1)
+                losses[layout.row_slice(block)] = shifted.log_partition[:, 0] * q.sum(axis=-1) - shift_part
+
+        for_each(work, layout.blocks(), x.size)
+    return reduce(losses.reshape(_output_shape(x.shape)), reduction, layout.rows)
 
 
 def nll_loss(
@@ -499,7 +554,7 @@ def nll_loss(
     """
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
-    x = as_float64(input, "input")
+    x = as_real(input, "input")
     _check_has_class_dim(x)
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     w = _class_weight(weight, classes)
@@ -509,14 +564,16 @@ def nll_loss(
             f"target: 0D or 1D target tensor expected, multi-target not supported: nll_loss takes class indices "
             f"of shape {_output_shape(x.shape)}, got shape {target_array.shape}"
         )
-    rows, y = _class_index_rows(x, target_array)
+    y = _class_index_targets(x, target_array)
     valid = _valid_targets(y, classes, ignore_index)
     safe_y = np.where(valid, y, 0)
     target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
     losses = np.zeros(y.shape)
     if classes and y.size:
+        # Only the target column is read: gather it from the input as it is (no float64 copy of the input).
+        picked = np.take_along_axis(RowLayout(x).view, safe_y.reshape(RowLayout(x).view.shape[:2])[..., None], -1)
         with np.errstate(invalid="ignore"):
-            losses = np.where(valid, -target_weight * _gather(rows, safe_y), 0.0)
+            losses = np.where(valid, -target_weight * picked.reshape(-1).astype(np.float64), 0.0)
     denominator = np.sum(np.where(valid, target_weight, 0.0))
     return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
 
@@ -525,8 +582,21 @@ def nll_loss(
 # Binary cross-entropy
 
 
-def _same_shape_target(x: Float64Array, target: Any, message: str) -> Float64Array:
-    t = as_float64(target, "target")
+def _finish(output: Float64Array | None, total: float, reduction: str, count: float) -> Loss:
+    """The result of an elementwise loss from its values (kept for ``none``) and their sum."""
+    if reduction == "none":
+        assert output is not None
+        return output
+    if reduction == "sum":
+        summed: np.float64 = np.float64(total)
+        return summed
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean: np.float64 = np.float64(total) / np.float64(count)
+    return mean
+
+
+def _same_shape_target(x: np.ndarray[Any, Any], target: Any, message: str) -> np.ndarray[Any, Any]:
+    t = as_real(target, "target")
     if t.shape != x.shape:
         raise ValueError(f"target: {message.format(target=t.shape, input=x.shape)}")
     return t
@@ -592,7 +662,7 @@ def binary_cross_entropy(
     -6.486313
     """
     reduction = check_reduction(reduction)
-    p = as_float64(input, "input")
+    p = as_real(input, "input")
     t = _same_shape_target(
         p,
         target,
@@ -603,13 +673,18 @@ def binary_cross_entropy(
     if check_range:
         check_in_unit_interval(p, "input")
         check_in_unit_interval(t, "target")
+    output, total = elementwise(_binary_cross_entropy_kernel, [p, t, w], p.shape, keep=reduction == "none")
+    return _finish(output, total, reduction, p.size)
+
+
+def _binary_cross_entropy_kernel(p: Float64Array, t: Float64Array, w: Float64Array | None) -> Float64Array:
     with np.errstate(divide="ignore", invalid="ignore"):
         log_p = np.maximum(np.log(p), -100.0)
         log_one_minus_p = np.maximum(np.log1p(-p), -100.0)
         losses = -(t * log_p + (1.0 - t) * log_one_minus_p)
         if w is not None:
-            losses = losses * w
-    return reduce(np.asarray(losses, dtype=np.float64), reduction)
+            losses *= w
+    return losses
 
 
 def binary_cross_entropy_with_logits(
@@ -664,10 +739,17 @@ def binary_cross_entropy_with_logits(
     -0.345645
     """
     reduction = check_reduction(reduction)
-    x = as_float64(input, "input")
+    x = as_real(input, "input")
     t = _same_shape_target(x, target, "Target size ({target}) must be the same as input size ({input})")
     w = _broadcast_weight(weight, x.shape)
     pw = _broadcast_weight(pos_weight, x.shape, "pos_weight")
+    output, total = elementwise(_bce_with_logits_kernel, [x, t, w, pw], x.shape, keep=reduction == "none")
+    return _finish(output, total, reduction, x.size)
+
+
+def _bce_with_logits_kernel(
+    x: Float64Array, t: Float64Array, w: Float64Array | None, pw: Float64Array | None
+) -> Float64Array:
     with np.errstate(invalid="ignore", over="ignore"):
         softplus_part = _softplus_of_negative_abs(x)
         log_weight = 1.0 if pw is None else 1.0 + (pw - 1.0) * t
@@ -679,8 +761,8 @@ def binary_cross_entropy_with_logits(
             literal = (1.0 - t) * x + log_weight * (softplus_part + np.maximum(-x, 0.0))
             losses = np.where(finite, losses, literal)
         if w is not None:
-            losses = losses * w
-    return reduce(np.asarray(losses, dtype=np.float64), reduction)
+            losses *= w
+    return np.asarray(losses, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -725,8 +807,8 @@ def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = 
     0.143841
     """
     reduction = check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
-    x = as_float64(input, "input")
-    t = as_float64(target, "target")
+    x = as_real(input, "input")
+    t = as_real(target, "target")
     try:
         shape = np.broadcast_shapes(x.shape, t.shape)
     except ValueError:
@@ -734,20 +816,21 @@ def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = 
             f"target: shape {t.shape} does not broadcast with the input shape {x.shape}; expected shapes that "
             "broadcast against each other"
         ) from None
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if log_target:
-            losses = np.exp(t) * (t - x)
-        else:
-            # torch: xlogy(t, t) - t * x. Where everything is finite and t > 0, t * (log t - x) rounds less.
-            literal = np.where(t == 0, 0.0, t * np.log(t)) - t * x
-            accurate = t * (np.log(t) - x)
-            losses = np.where((t > 0) & np.isfinite(t) & np.isfinite(x), accurate, literal)
-    losses = np.broadcast_to(np.asarray(losses, dtype=np.float64), shape)
+    kernel = _kl_div_log_target_kernel if log_target else _kl_div_kernel
+    output, total = elementwise(kernel, [x, t], shape, keep=reduction == "none")
     if reduction == "batchmean":
-        total = reduce(losses, "sum")
-        if x.ndim == 0:
-            return total
-        with np.errstate(divide="ignore", invalid="ignore"):
-            batch_mean: np.float64 = np.float64(total) / np.float64(x.shape[0])
-        return batch_mean
-    return reduce(np.array(losses), reduction)
+        return _finish(output, total, "sum", 1) if x.ndim == 0 else _finish(output, total, "mean", x.shape[0])
+    return _finish(output, total, reduction, int(np.prod(shape, dtype=np.int64)))
+
+
+def _kl_div_kernel(x: Float64Array, t: Float64Array) -> Float64Array:
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # torch: xlogy(t, t) - t * x. Where everything is finite and t > 0, t * (log t - x) rounds less.
+        literal = np.where(t == 0, 0.0, t * np.log(t)) - t * x
+        accurate = t * (np.log(t) - x)
+        return np.where((t > 0) & np.isfinite(t) & np.isfinite(x), accurate, literal)
+
+
+def _kl_div_log_target_kernel(x: Float64Array, t: Float64Array) -> Float64Array:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(np.exp(t) * (t - x), dtype=np.float64)
