@@ -3,10 +3,10 @@ r"""The log-softmax kernel shared by every softmax-based function, accurate to a
 For a row ``x`` with maximum ``m`` (at index ``k``), write ``d = fl(x - m)`` and let ``e`` be the rounding error of that
 subtraction, recovered exactly with Knuth's TwoSum, so that ``x - m = d + e`` exactly. Then
 
-.. math::
-
-    \log \sum_j e^{x_j} = m + L, \qquad L = \operatorname{log1p}\Big(\sum_{j \ne k} e^{d_j}(1 + e_j)\Big),
-    \qquad \log\operatorname{softmax}(x)_c = (d_c - L) + e_c .
+$$
+\log \sum_j e^{x_j} = m + L, \qquad L = \operatorname{log1p}\Big(\sum_{j \ne k} e^{d_j}(1 + e_j)\Big),
+\qquad \log\operatorname{softmax}(x)_c = (d_c - L) + e_c .
+$$
 
 Why each piece is there:
 

@@ -2,9 +2,9 @@ r"""Reference versions of ``torch.nn.functional``'s losses, in float64 numpy.
 
 Same names, same argument names and defaults, same results as torch (2.13), including its odd corners, which are
 mirrored on purpose and listed in each docstring; the few deliberate differences are listed in
-:data:`DIFFERENCES_FROM_TORCH`. Every function accepts array-likes (lists, numpy arrays of any real dtype, torch
-tensors), computes in float64 and returns numpy float64: an array for ``reduction="none"``, an ``np.float64``
-scalar otherwise. Arguments are never modified.
+[`DIFFERENCES_FROM_TORCH`][xe_verify.functional.DIFFERENCES_FROM_TORCH]. Every function accepts array-likes (lists,
+numpy arrays of any real dtype, torch tensors), computes in float64 and returns numpy float64: an array for
+``reduction="none"``, an ``np.float64`` scalar otherwise. Arguments are never modified.
 
 The formulas are evaluated so that they are *more* accurate than torch where torch loses digits: log-sum-exp with the
 shift's rounding error carried and ``log1p`` of the non-maximal terms (see ``xe_verify._softmax``), ``log1p`` and
@@ -210,7 +210,7 @@ def _softmax_apply(x: Any, dim: int, name: str) -> Float64Array:
 def log_softmax(input: Any, dim: int) -> Float64Array:
     r"""Log of the softmax along ``dim``, like ``torch.nn.functional.log_softmax``.
 
-    .. math:: \log\operatorname{softmax}(x)_c = x_c - \log \sum_j e^{x_j}
+    $$ \log\operatorname{softmax}(x)_c = x_c - \log \sum_j e^{x_j} $$
 
     Evaluated as ``(d_c - L) + e_c`` with ``d = x - max(x)``, its rounding error ``e`` and
     ``L = log1p(sum of the non-maximal exp(d))``, so the dominant class keeps every digit.
@@ -241,7 +241,7 @@ def log_softmax(input: Any, dim: int) -> Float64Array:
 def softmax(input: Any, dim: int) -> Float64Array:
     r"""Softmax along ``dim``, like ``torch.nn.functional.softmax``.
 
-    .. math:: \operatorname{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+    $$ \operatorname{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j $$
 
     Examples
     --------
@@ -256,7 +256,7 @@ def softmax(input: Any, dim: int) -> Float64Array:
 def logsumexp(input: Any, dim: int) -> Float64Array:
     r"""``log(sum(exp(input)))`` along ``dim``, like ``torch.logsumexp``, without overflow.
 
-    .. math:: \operatorname{logsumexp}(x) = m + \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big),
+    $$ \operatorname{logsumexp}(x) = m + \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big), $$
               \qquad m = x_k = \max_j x_j
 
     An all-``-inf`` row gives ``-inf`` and an empty one ``-inf`` (torch agrees); ``+inf`` anywhere gives ``+inf``.
@@ -281,7 +281,7 @@ def logsumexp(input: Any, dim: int) -> Float64Array:
 
 
 def sigmoid(input: Any) -> Float64Array:
-    r"""The logistic function, like ``torch.sigmoid``: :math:`\sigma(x) = 1 / (1 + e^{-x})`.
+    r"""The logistic function, like ``torch.sigmoid``: $\sigma(x) = 1 / (1 + e^{-x})$.
 
     Evaluated as ``1 / (1 + exp(-x))`` for ``x >= 0`` and ``exp(x) / (1 + exp(x))`` below, so neither branch
     overflows and tiny results keep their digits.
@@ -316,7 +316,7 @@ def _softplus_of_negative_abs(x: Float64Array) -> Float64Array:
 def log_sigmoid(input: Any) -> Float64Array:
     r"""``log(sigmoid(x))``, like ``torch.nn.functional.logsigmoid``, for any ``x``.
 
-    .. math:: \log\sigma(x) = \min(x, 0) - \operatorname{log1p}(e^{-|x|})
+    $$ \log\sigma(x) = \min(x, 0) - \operatorname{log1p}(e^{-|x|}) $$
 
     Examples
     --------
@@ -347,26 +347,26 @@ def cross_entropy(
     r"""Cross-entropy of logits against class indices or class probabilities, like ``F.cross_entropy``.
 
     With ``lsm = log_softmax(input, dim=class_dim)`` (``class_dim`` is 0 for a ``(C,)`` input and 1 otherwise),
-    :math:`w_c` the class weights (1 without ``weight``) and :math:`\varepsilon` the label smoothing:
+    $w_c$ the class weights (1 without ``weight``) and $\varepsilon$ the label smoothing:
 
-    **Class-index target** ``y`` (shape: the input's without the class dimension), per position :math:`i`:
+    **Class-index target** ``y`` (shape: the input's without the class dimension), per position $i$:
 
-    .. math::
-
-        \ell_i = [y_i \ne \text{ignore}]\Big((1-\varepsilon)\, w_{y_i}(-\text{lsm}_{i,y_i})
-                 + \frac{\varepsilon}{C}\sum_c w_c(-\text{lsm}_{i,c})\Big),
-        \qquad \text{mean} = \frac{\sum_i \ell_i}{\sum_{i:\,y_i \ne \text{ignore}} w_{y_i}}
+    $$
+    \ell_i = [y_i \ne \text{ignore}]\Big((1-\varepsilon)\, w_{y_i}(-\text{lsm}_{i,y_i})
+             + \frac{\varepsilon}{C}\sum_c w_c(-\text{lsm}_{i,c})\Big),
+    \qquad \text{mean} = \frac{\sum_i \ell_i}{\sum_{i:\,y_i \ne \text{ignore}} w_{y_i}}
+    $$
 
     Both terms share the denominator, which is the sum of the *target* classes' weights (the count of non-ignored
     positions without ``weight``): all targets ignored gives NaN (0/0), as in torch.
 
     **Probability target** ``q`` (the input's shape, any float values, not checked: off-simplex targets compute the
-    same formula, as in torch), with :math:`q' = (1-\varepsilon) q + \varepsilon / C`:
+    same formula, as in torch), with $q' = (1-\varepsilon) q + \varepsilon / C$:
 
-    .. math::
-
-        \ell_i = -\sum_c w_c\, q'_{i,c}\, \text{lsm}_{i,c}, \qquad
-        \text{mean} = \frac{\sum_i \ell_i}{\text{input.size} / C}
+    $$
+    \ell_i = -\sum_c w_c\, q'_{i,c}\, \text{lsm}_{i,c}, \qquad
+    \text{mean} = \frac{\sum_i \ell_i}{\text{input.size} / C}
+    $$
 
     The soft mean never has the weights in its denominator.
 
@@ -525,10 +525,10 @@ def nll_loss(
 ) -> Loss:
     r"""Negative log-likelihood of class-index targets, like ``F.nll_loss``.
 
-    .. math::
-
-        \ell_i = -[y_i \ne \text{ignore}]\; w_{y_i}\, \text{input}_{i, y_i}, \qquad
-        \text{mean} = \frac{\sum_i \ell_i}{\sum_{i:\,y_i \ne \text{ignore}} w_{y_i}}
+    $$
+    \ell_i = -[y_i \ne \text{ignore}]\; w_{y_i}\, \text{input}_{i, y_i}, \qquad
+    \text{mean} = \frac{\sum_i \ell_i}{\sum_{i:\,y_i \ne \text{ignore}} w_{y_i}}
+    $$
 
     ``input`` is used as given: it does not have to be log-probabilities (torch does not check either). Only the
     target column is read, so a NaN elsewhere in a row does not matter.
@@ -540,7 +540,7 @@ def nll_loss(
     target : array_like
         Integer class indices, the input's shape without the class dimension.
     weight, ignore_index, reduction
-        As in :func:`cross_entropy`.
+        As in [`cross_entropy`][xe_verify.functional.cross_entropy].
 
     Returns
     -------
@@ -620,10 +620,10 @@ def binary_cross_entropy(
 ) -> Loss:
     r"""Binary cross-entropy of probabilities, like ``F.binary_cross_entropy`` (with its log clamp at -100).
 
-    .. math::
-
-        \ell = -w\big(t \max(\log p, -100) + (1 - t)\max(\operatorname{log1p}(-p), -100)\big),
-        \qquad \text{mean} = \frac{\sum \ell}{\text{numel}}
+    $$
+    \ell = -w\big(t \max(\log p, -100) + (1 - t)\max(\operatorname{log1p}(-p), -100)\big),
+    \qquad \text{mean} = \frac{\sum \ell}{\text{numel}}
+    $$
 
     The clamp bounds each element's loss by ``100 w`` (``p = 0, t = 1`` gives exactly 100) and keeps
     ``0 * log 0`` from becoming NaN. ``log1p(-p)`` keeps the digits of tiny ``p`` (``p = 1e-17, t = 0`` gives
@@ -696,13 +696,13 @@ def binary_cross_entropy_with_logits(
 ) -> Loss:
     r"""Binary cross-entropy of logits, like ``F.binary_cross_entropy_with_logits``: stable for any logit.
 
-    With :math:`\ell_w = 1 + (\text{pos\_weight} - 1)\, t` (1 without ``pos_weight``):
+    With $\ell_w = 1 + (\text{pos\_weight} - 1)\, t$ (1 without ``pos_weight``):
 
-    .. math::
-
-        \ell = w\big((1 - t)\, x + \ell_w \operatorname{softplus}(-x)\big),
-        \qquad \operatorname{softplus}(-x) = \max(-x, 0) + \operatorname{log1p}(e^{-|x|}),
-        \qquad \text{mean} = \frac{\sum \ell}{\text{numel}}
+    $$
+    \ell = w\big((1 - t)\, x + \ell_w \operatorname{softplus}(-x)\big),
+    \qquad \operatorname{softplus}(-x) = \max(-x, 0) + \operatorname{log1p}(e^{-|x|}),
+    \qquad \text{mean} = \frac{\sum \ell}{\text{numel}}
+    $$
 
     For finite values it is evaluated as ``(1 - t) x + l_w log1p(exp(-x))`` when ``x >= 0`` and as
     ``pos_weight t (-x) + l_w log1p(exp(x))`` when ``x < 0`` (the same value, without the cancellation between
@@ -772,10 +772,10 @@ def _bce_with_logits_kernel(
 def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = False) -> Loss:
     r"""Pointwise KL divergence, like ``F.kl_div``: ``input`` is **log q**, ``target`` is p (or log p).
 
-    .. math::
-
-        \ell = \begin{cases} t\,(\log t - x) & \text{log\_target=False (0 where } t = 0\text{)} \\
-                             e^{t}\,(t - x) & \text{log\_target=True} \end{cases}
+    $$
+    \ell = \begin{cases} t\,(\log t - x) & \text{log\_target=False (0 where } t = 0\text{)} \\
+                         e^{t}\,(t - x) & \text{log\_target=True} \end{cases}
+    $$
 
     Reductions: ``"sum"``; ``"mean"`` divides by the number of elements (torch's default; it is *not* the KL
     divergence of the distributions, and torch warns about it); ``"batchmean"`` divides by ``input.shape[0]``, which

@@ -1,13 +1,13 @@
 r"""Entropy, cross-entropy and KL divergence of probability vectors, in any log base.
 
-The information-theory view of the losses in :mod:`xe_verify.functional`: the arguments are probabilities (not
-logits), the result is in nats by default and in bits with ``base=2``. Each function reduces along ``axis`` and
-returns an ``np.float64`` for a vector and an array for a batch of vectors.
+The information-theory view of the losses in [`xe_verify.functional`][xe_verify.functional]: the arguments are
+probabilities (not logits), the result is in nats by default and in bits with ``base=2``. Each function reduces
+along ``axis`` and returns an ``np.float64`` for a vector and an array for a batch of vectors.
 
 Conventions, the usual ones in information theory:
 
-* :math:`0 \log 0 = 0` and :math:`0 \log(0/q) = 0`, exactly, even where ``q = 0``;
-* :math:`p \log(p / 0) = \infty` for ``p > 0``: a cross-entropy or KL divergence is infinite when ``q`` misses an
+* $0 \log 0 = 0$ and $0 \log(0/q) = 0$, exactly, even where ``q = 0``;
+* $p \log(p / 0) = \infty$ for ``p > 0``: a cross-entropy or KL divergence is infinite when ``q`` misses an
   outcome that ``p`` gives mass to;
 * negative, NaN or infinite probabilities are a ``ValueError`` that names the first one.
 
@@ -68,7 +68,7 @@ def _sum_along(terms: Float64Array, axis: int, base: Any) -> Result:
 
 
 def entropy(p: Any, *, base: float | None = None, axis: int = -1) -> Result:
-    r"""Shannon entropy :math:`H(p) = -\sum_i p_i \log p_i`, with :math:`0 \log 0 = 0`.
+    r"""Shannon entropy $H(p) = -\sum_i p_i \log p_i$, with $0 \log 0 = 0$.
 
     Parameters
     ----------
@@ -99,9 +99,9 @@ def entropy(p: Any, *, base: float | None = None, axis: int = -1) -> Result:
 
 
 def cross_entropy(p: Any, q: Any, *, base: float | None = None, axis: int = -1) -> Result:
-    r"""Cross-entropy :math:`H(p, q) = -\sum_i p_i \log q_i`, with :math:`0 \log q = 0` for any ``q``.
+    r"""Cross-entropy $H(p, q) = -\sum_i p_i \log q_i$, with $0 \log q = 0$ for any ``q``.
 
-    It is infinite when some ``q_i = 0`` while ``p_i > 0``. :math:`H(p, q) = H(p) + D_{KL}(p \,\|\, q) \ge H(p)`
+    It is infinite when some ``q_i = 0`` while ``p_i > 0``. $H(p, q) = H(p) + D_{KL}(p \,\|\, q) \ge H(p)$
     for normalised ``p`` and ``q``.
 
     Parameters
@@ -146,9 +146,9 @@ def _log_ratio(p: Float64Array, q: Float64Array) -> Float64Array:
 
 
 def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) -> Result:
-    r"""Kullback-Leibler divergence :math:`D_{KL}(p \,\|\, q) = \sum_i p_i \log(p_i / q_i)`.
+    r"""Kullback-Leibler divergence $D_{KL}(p \,\|\, q) = \sum_i p_i \log(p_i / q_i)$.
 
-    Terms with :math:`p_i = 0` are 0; a term with :math:`p_i > 0 = q_i` is infinite. For normalised ``p`` and ``q``
+    Terms with $p_i = 0$ are 0; a term with $p_i > 0 = q_i$ is infinite. For normalised ``p`` and ``q``
     it is non-negative (Gibbs' inequality) and 0 exactly when ``p = q``. Each term's ``log(p / q)`` is evaluated as
     ``log1p((p - q) / q)`` when the two are within a factor of 2, so nearly equal distributions keep their digits.
 

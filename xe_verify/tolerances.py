@@ -1,25 +1,25 @@
 r"""How far a correct implementation in a given dtype may be from the float64 reference, and why.
 
 One error model serves every function and dtype. An implementation that evaluates a loss in a floating dtype with
-unit roundoff :math:`u = \epsilon / 2` (each elementary operation rounded) makes, on each element, a forward error of
+unit roundoff $u = \epsilon / 2$ (each elementary operation rounded) makes, on each element, a forward error of
 at most
 
-.. math:: |\hat\ell - \ell| \le \epsilon \,(k\, S + |\ell|) + k\,\eta,
+$$ |\hat\ell - \ell| \le \epsilon \,(k\, S + |\ell|) + k\,\eta, $$
 
-where :math:`S` is the *condition scale* of the element, the sum of the magnitudes of the quantities whose rounding
-errors reach the result (for ``-log_softmax`` that is the weighted :math:`|x_c - m| + |m| + \log C`, bounded by
-:math:`2\max|x| + \log C + 1`), :math:`k` counts the roundings along the longest path, and the final
-:math:`\epsilon |\ell|` is the rounding of the result itself; :math:`\eta`, the dtype's smallest *normal* number, is the
+where $S$ is the *condition scale* of the element, the sum of the magnitudes of the quantities whose rounding
+errors reach the result (for ``-log_softmax`` that is the weighted $|x_c - m| + |m| + \log C$, bounded by
+$2\max|x| + \log C + 1$), $k$ counts the roundings along the longest path, and the final
+$\epsilon |\ell|$ is the rounding of the result itself; $\eta$, the dtype's smallest *normal* number, is the
 absolute error of an operation whose result underflows (Higham's model, *Accuracy and Stability of Numerical
 Algorithms*, §2.1, with flush-to-zero allowed): torch's float32 ``sigmoid(-90)`` is 0, not the subnormal 8.2e-40,
 because ``1 / (1 + exp(90))`` overflows ``exp`` first, and ``softmax`` flushes the same way. We take
 
-.. math:: k = 16 + 2 \lceil \log_2 C \rceil + \lceil \log_2 n \rceil,
+$$ k = 16 + 2 \lceil \log_2 C \rceil + \lceil \log_2 n \rceil, $$
 
 16 for the elementwise operations of the longest formula (shift, ``exp``, ``log``, the weight and smoothing products
 and sums), each counted twice because vectorised ``exp`` and ``log`` (SLEEF's u10 variants) are within 1 ULP rather
-than 0.5; :math:`2\lceil\log_2 C\rceil` for the two pairwise sums over classes (log-sum-exp and the weighted sum over
-classes); :math:`\lceil\log_2 n\rceil` for the reduction over :math:`n` elements. A reduced loss's scale is the sum of
+than 0.5; $2\lceil\log_2 C\rceil$ for the two pairwise sums over classes (log-sum-exp and the weighted sum over
+classes); $\lceil\log_2 n\rceil$ for the reduction over $n$ elements. A reduced loss's scale is the sum of
 its elements' scales plus the sum of their magnitudes; ``mean`` adds the rounding of its denominator.
 
 The inputs are rounded to the dtype *before* the reference sees them, so input rounding is not part of the error:
@@ -73,7 +73,7 @@ def operation_count(classes: int = 1, elements: int = 1) -> int:
 
 
 def allowed_error(reference: Any, scale: Any, dtype: str, operations: int) -> Float64Array:
-    r"""The largest error allowed, elementwise: :math:`\epsilon_{dtype}(k S + |\ell|) + k \eta_{dtype}`.
+    r"""The largest error allowed, elementwise: $\epsilon_{dtype}(k S + |\ell|) + k \eta_{dtype}$.
 
     Examples
     --------
@@ -100,10 +100,11 @@ def _softmax_spread(logits: Float64Array, class_axis: int) -> Float64Array:
 
 
 def condition_scale(function: str, **arguments: Any) -> Float64Array:
-    """Per-element condition scale ``S`` of ``function`` (``reduction="none"`` shape), for :func:`allowed_error`.
+    """Per-element condition scale ``S`` of ``function`` (``reduction="none"`` shape), for `allowed_error`.
 
-    ``arguments`` are the float64 numpy arguments of the call, named as in :mod:`xe_verify.functional`
-    (``input``, ``target``, ``weight``, ``label_smoothing``, ``pos_weight``, ``log_target``, ``dim``).
+    ``arguments`` are the float64 numpy arguments of the call, named as in
+    [`xe_verify.functional`][xe_verify.functional] (``input``, ``target``, ``weight``, ``label_smoothing``,
+    ``pos_weight``, ``log_target``, ``dim``).
 
     Examples
     --------
