@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xe_verify._arrays import Float64Array, as_float64, first_offender
+from xe_verify._summation import compensated_sum
 
 __all__ = ["cross_entropy", "entropy", "kl_divergence"]
 
@@ -57,13 +58,18 @@ def _log_of_base(base: Any) -> float:
     return float(np.log(value))
 
 
-def _sum_along(terms: Float64Array, axis: int, base: Any) -> Result:
+def _check_axis(terms: Float64Array, axis: int) -> None:
     if terms.ndim == 0:
         raise ValueError("p: expected at least one dimension (a probability vector), got a 0-d array")
     ndim = terms.ndim
     if isinstance(axis, bool) or not -ndim <= axis < ndim:
         raise ValueError(f"axis: {axis!r} is out of range for shape {terms.shape}; expected {-ndim} <= axis < {ndim}")
-    total = np.sum(terms, axis=axis) / _log_of_base(base)
+
+
+def _sum_along(terms: Float64Array, axis: int, base: Any) -> Result:
+    """Sum the terms along ``axis`` (compensated: a few ULP whatever the cancellation) and change the base."""
+    _check_axis(terms, axis)
+    total = compensated_sum(terms, axis=axis) / _log_of_base(base)
     return np.float64(total) if np.ndim(total) == 0 else np.asarray(total, dtype=np.float64)
 
 
@@ -130,27 +136,57 @@ def cross_entropy(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
     return _sum_along(terms, axis, base)
 
 
-def _log_ratio(p: Float64Array, q: Float64Array) -> Float64Array:
-    """``log(p / q)`` for ``p > 0``, accurate when ``p`` and ``q`` are close and when their ratio leaves the range."""
+#: Coefficients 1 / (2k + 3) of the series for ``x - log1p(x)``; 18 terms reach 1e-18 for ``|z| <= 1/3``.
+_SERIES = 1.0 / (2.0 * np.arange(18) + 3.0)
+
+
+def _x_minus_log1p(x: Float64Array, p: Float64Array, q: Float64Array) -> Float64Array:
+    """``x - log1p(x)`` for ``x = (q - p) / p >= -1``, accurate near 0 where the difference cancels.
+
+    With ``z = x / (2 + x)``, ``log1p(x) = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 + ...)`` and ``x = 2z / (1 - z)``, so
+    ``x - log1p(x) = 2z^2 / (1 - z) - 2z^3 (1/3 + z^2/5 + ...)``: no cancellation for ``|x| <= 1/2`` (``|z| <= 1/3``).
+    Further out ``log1p(x)`` is ``log(q / p)`` (or ``log q - log p`` where the ratio leaves the normal range): the
+    rounded ``x`` would lose ``log1p``'s digits as ``q / p`` approaches 0.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        z = x / (2.0 + x)
+        w = z * z
+        series = np.zeros_like(z)
+        for coefficient in _SERIES[::-1]:
+            series = series * w + coefficient
+        near_zero = 2.0 * w / (1.0 - z) - 2.0 * w * z * series
+        ratio = q / p
+        log_ratio = np.where(ratio >= np.finfo(np.float64).tiny, np.log(ratio), np.log(q) - np.log(p))
+        return np.where(np.abs(x) <= 0.5, near_zero, x - log_ratio)
+
+
+def _kl_parts(p: Float64Array, q: Float64Array) -> Float64Array:
+    """Parts whose sum over the last axis is ``sum_i p_i log(p_i / q_i)``, none of them cancelling much.
+
+    Where ``q <= 2p`` a term is split as ``[p log(p/q) - p + q] + [p - q]``: the first part is ``p phi(u) >= 0`` with
+    ``u = (q - p) / p`` and ``phi(u) = u - log1p(u)`` evaluated without cancellation, the second is exact (Sterbenz)
+    for ``q >= p/2``. For nearly equal distributions the ``p - q`` add up to almost nothing and the result is the sum
+    of the small non-negative first parts, so it keeps its digits where ``sum p log(p/q)`` would cancel. Where
+    ``q > 2p`` the plain ``p log(p/q)`` is used (the split would round ``q``-sized parts). ``p = 0`` contributes 0.
+    """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = p / q
-        # Close together (ratio in [1/2, 2]) p - q is exact (Sterbenz) and log1p keeps the small log's digits.
-        near_one = np.log1p((p - q) / q)
-        # Ratios that overflow or underflow: the difference of logs is at least log 2 ~ 0.69 there, so no cancellation.
-        far = np.log(p) - np.log(q)
-        return np.where(
-            (ratio >= 0.5) & (ratio <= 2.0),
-            near_one,
-            np.where(np.isfinite(ratio) & (ratio >= np.finfo(np.float64).tiny), np.log(ratio), far),
-        )
+        positive = p > 0
+        near = positive & (q <= 2.0 * p)
+        safe_p = np.where(positive, p, 1.0)
+        generalised = np.where(near, p * _x_minus_log1p((q - p) / safe_p, safe_p, q), 0.0)
+        difference = np.where(near, p - q, 0.0)
+        direct = np.where(positive & ~near, p * (np.log(safe_p) - np.log(q)), 0.0)
+    return np.concatenate(np.broadcast_arrays(generalised, difference, direct), axis=-1)
 
 
 def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) -> Result:
     r"""Kullback-Leibler divergence $D_{KL}(p \,\|\, q) = \sum_i p_i \log(p_i / q_i)$.
 
     Terms with $p_i = 0$ are 0; a term with $p_i > 0 = q_i$ is infinite. For normalised ``p`` and ``q``
-    it is non-negative (Gibbs' inequality) and 0 exactly when ``p = q``. Each term's ``log(p / q)`` is evaluated as
-    ``log1p((p - q) / q)`` when the two are within a factor of 2, so nearly equal distributions keep their digits.
+    it is non-negative (Gibbs' inequality) and 0 exactly when ``p = q``. Nearly equal distributions keep their digits:
+    where ``q <= 2p`` each term is split into ``p log(p/q) - p + q >= 0`` (evaluated without cancellation) and the
+    exact ``p - q``, and everything is summed with compensation, so the result is accurate to a few ULP even when
+    ``sum p log(p/q)`` would cancel to noise.
 
     This is the divergence of distributions, not ``torch.nn.functional.kl_div`` (which takes ``log q`` first and
     averages elementwise by default): ``kl_div(log(q), p, reduction="sum")`` equals ``kl_divergence(p, q)``.
@@ -176,6 +212,7 @@ def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
     1.0
     """
     p_array, q_array = _pair(p, q)
-    with np.errstate(invalid="ignore"):
-        terms = np.where(p_array > 0, p_array * _log_ratio(p_array, q_array), 0.0)
-    return _sum_along(terms, axis, base)
+    p_moved, q_moved = np.broadcast_arrays(p_array, q_array)
+    _check_axis(p_moved, axis)
+    parts = _kl_parts(np.moveaxis(p_moved, axis, -1), np.moveaxis(q_moved, axis, -1))
+    return _sum_along(parts, -1, base)
