@@ -58,7 +58,7 @@ def bound(function: str, dtype: str, arguments: dict[str, Any], reference: np.nd
         return allowed_error(reference, per_element, dtype, operations)
     losses = np.asarray(getattr(functional, function)(**{**arguments, "reduction": "none"}))
     with np.errstate(invalid="ignore", over="ignore"):
-        total_scale = np.sum(np.broadcast_to(per_element, losses.shape)) + np.sum(np.abs(losses))
+        total_scale = np.sum(per_element) + np.sum(np.abs(losses))
         if reduction == "sum":
             return allowed_error(reference, total_scale, dtype, operations)
         denominator, denominator_scale = _denominator(function, arguments)

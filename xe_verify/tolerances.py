@@ -119,9 +119,12 @@ def condition_scale(function: str, **arguments: Any) -> Float64Array:
         class_axis = 0 if x.ndim == 1 else 1
         classes = x.shape[class_axis]
         target = np.asarray(arguments["target"])
+        soft = function == "cross_entropy" and target.shape == x.shape
+        if x.ndim == 1 and target.shape == (1,) and not soft:
+            target = target.reshape(())  # a (C,) input takes a () or (1,) class index; the loss is a scalar
         w = np.ones(classes) if weight is None else np.abs(np.asarray(weight, dtype=np.float64))
         rows = _rows(x, class_axis)
-        if function == "cross_entropy" and target.shape == x.shape:
+        if soft:
             smoothing = max(float(arguments.get("label_smoothing", 0.0)), 0.0)
             q = _rows(np.asarray(target, dtype=np.float64), class_axis)
             q = q * (1.0 - smoothing) + smoothing / classes if smoothing else q
