@@ -8,8 +8,15 @@ their own slice of an output; reductions over rows happen afterwards, on the who
 depend only on the shape, and no row's arithmetic depends on its neighbours, so the results are bit-for-bit the
 same whatever the number of threads (numpy releases the GIL inside its loops, so the threads really run in parallel).
 
-Memory: each thread holds at most ``WORKSPACE_BUFFERS`` float64 buffers of one block, 512 KiB each: a few MiB in
+Memory: each thread holds at most ``WORKSPACE_BUFFERS`` float64 buffers of one block, 1 MiB each: a few MiB in
 all, whatever the input size. A row of more than ``BLOCK_ELEMENTS`` classes is one block on its own.
+
+Elementwise losses (:func:`elementwise`) are cut instead into fixed pieces of ``PIECE_ELEMENTS`` consecutive
+elements, the unit of parallel work, which the kernels see in chunks of at most ``CHUNK_ELEMENTS``.
+
+The constants were measured on the project's 2-core machines (AMD EPYC Zen 4, 1 MiB L2 per core; see issue 6 and
+``python -m benchmarks``). Changing one can change a mean in its last bits (its partial sums are taken per piece
+and chunk); the number of threads never does.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from xe_verify._arrays import Float64Array
 
 Item = TypeVar("Item")
 
-#: Elements per block: 64 Ki float64 values are 512 KiB, so a block's few buffers stay in the core's cache.
-BLOCK_ELEMENTS = 1 << 16
+#: Elements per row block: 128 Ki float64 values are 1 MiB. Smaller blocks fit the core's cache better but pay
+#: Python's per-block overhead, and the GIL, more often (a 32000-class row is 250 KiB already): of 2^15..2^19, 2^17
+#: was the fastest on one thread and on two, and with 2^16 two threads were no faster than one.
+BLOCK_ELEMENTS = 1 << 17
 
 #: Workspace buffers a kernel may use per thread (the block, four temporaries, a second operand).
 WORKSPACE_BUFFERS = 6
 
-#: Below this many elements a call runs on the calling thread: a pool costs more than it saves.
-PARALLEL_THRESHOLD = 1 << 20
+#: Below this many elements a call runs on the calling thread. A pool costs about a millisecond to start (threads,
+#: their workspaces) and the GIL costs a share of every block, so on an idle 2-core machine 2 threads were no faster
+#: than one up to about 4 * 10^6 elements, and 1.1-1.5x faster from 10^7 on.
+PARALLEL_THRESHOLD = 1 << 22
 
 
 def thread_count() -> int:
@@ -60,6 +71,11 @@ def workspace(index: int, rows: int, columns: int) -> Float64Array:
         buffer = np.empty(max(size, BLOCK_ELEMENTS))
         buffers[index] = buffer
     return buffer[:size].reshape(rows, columns)
+
+
+def release_workspace() -> None:
+    """Free the calling thread's workspace buffers (the next call allocates them again; memory measurements use it)."""
+    _local.__dict__.pop("buffers", None)
 
 
 class RowLayout:
@@ -105,15 +121,29 @@ class RowLayout:
         return self.view[batch, start:stop]
 
 
-def for_each(work: Callable[[Item], None], items: Sequence[Item], size: int) -> None:
-    """Run ``work`` on every item: on a thread pool for inputs of ``size`` elements or more, inline below."""
+#: Tasks per thread that ``for_each`` hands to the pool: consecutive items go together, so that a task is not one
+#: small block (a task costs tens of microseconds of Python), yet a thread that falls behind is caught up by the others.
+TASKS_PER_THREAD = 8
+
+
+def for_each(work: Callable[[Item], None], items: Sequence[Item], size: int, *, off_main_thread: bool = False) -> None:
+    """Run ``work`` on every item: on a thread pool for inputs of ``size`` elements or more, inline below.
+
+    ``off_main_thread``: above the threshold, use a pool even for one thread (see ``CHUNK_ELEMENTS``).
+    """
     threads = thread_count()
-    if threads == 1 or size < PARALLEL_THRESHOLD or len(items) == 1:
+    if size < PARALLEL_THRESHOLD or len(items) == 1 or (threads == 1 and not off_main_thread):
         for item in items:
             work(item)
         return
+    per_task = max(1, len(items) // (threads * TASKS_PER_THREAD))
+
+    def run(task: slice) -> None:
+        for item in items[task]:
+            work(item)
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in pool.map(work, items):
+        for _ in pool.map(run, chunks(len(items), per_task)):
             pass
 
 
@@ -124,7 +154,24 @@ def chunks(total: int, size: int) -> Iterator[slice]:
 
 
 #: Elements per piece of an elementwise loss: the unit of parallel work (fixed, so sums do not depend on threads).
-PIECE_ELEMENTS = 1 << 20
+#: Small enough that an input just above ``PARALLEL_THRESHOLD`` still splits into pieces for every thread.
+PIECE_ELEMENTS = 1 << 18
+
+#: Elements per chunk handed to an elementwise kernel, for inputs of ``PARALLEL_THRESHOLD`` elements or more (below,
+#: ``SMALL_CHUNK_ELEMENTS``). The chunk size depends on the input's size only, so every element is computed in the
+#: same position of the same chunk whatever the number of threads.
+#:
+#: Large chunks are what lets threads help: each numpy call of a kernel must take the GIL back, and on 2^13-element
+#: chunks the threads spent their time handing it over (2 threads were 1.4-1.7x *slower* than one on an idle 2-core
+#: machine; on 2^16-element chunks 1.3-1.6x faster). But a kernel makes about ten temporaries of a chunk's size, and
+#: on the main thread glibc trims its main heap after every chunk of 2^14 or more elements and page-faults it back in
+#: on the next (51,000 faults per 10^7 elements, binary_cross_entropy twice as slow); worker threads' heaps are not
+#: trimmed like that. Hence large chunks run on worker threads only (a pool of one when ``XE_VERIFY_THREADS=1``),
+#: and the main thread gets small ones, which stay in malloc's heap.
+CHUNK_ELEMENTS = 1 << 16
+
+#: Elements per chunk for inputs below ``PARALLEL_THRESHOLD``, which run on the calling thread (see above).
+SMALL_CHUNK_ELEMENTS = 1 << 13
 
 
 def elementwise(
@@ -136,8 +183,9 @@ def elementwise(
     """Evaluate ``kernel`` blockwise over operands broadcast to ``shape``, in float64.
 
     ``kernel`` receives 1-D float64 chunks (``None`` for an absent operand) and returns the chunk's values. Returns
-    the full result (when ``keep``) and the sum of all values, accumulated per fixed piece of the leading axis, so
-    that neither depends on the number of threads. Memory: one chunk of ``BLOCK_ELEMENTS`` per operand and thread.
+    the full result (when ``keep``) and the sum of all values, accumulated per fixed piece of ``PIECE_ELEMENTS``
+    consecutive elements, so that neither depends on the number of threads. Memory: one chunk of at most
+    ``CHUNK_ELEMENTS`` per operand and thread, and the kernel's temporaries of that size, whatever the shape.
     """
     output = np.empty(shape) if keep else None
     if len(shape) == 0:
@@ -145,24 +193,29 @@ def elementwise(
         if output is not None:
             output[...] = values[0]
         return output, float(values[0])
-    per_piece = max(1, PIECE_ELEMENTS // max(1, int(np.prod(shape[1:], dtype=np.int64))))
-    pieces = list(chunks(shape[0], per_piece))
+    total_size = int(np.prod(shape, dtype=np.int64))
+    # Pieces are ranges of the iteration order, not of the leading axis: a shape like (2, 10**9) still splits into
+    # pieces of PIECE_ELEMENTS, and no chunk grows past CHUNK_ELEMENTS (nditer's grow_inner would hand the kernel a
+    # whole contiguous float64 row, and the kernel makes several temporaries of a chunk's size).
+    pieces = list(chunks(total_size, PIECE_ELEMENTS))
     partials = np.zeros(len(pieces))
     present = [index for index, operand in enumerate(operands) if operand is not None]
+    views = [np.broadcast_to(operands[i], shape) for i in present]  # type: ignore[arg-type]
+    targets = [*views, output] if output is not None else views
+    flags: list[Any] = ["readonly"] * len(views) + (["writeonly"] if output is not None else [])
+    chunk_elements = CHUNK_ELEMENTS if total_size >= PARALLEL_THRESHOLD else SMALL_CHUNK_ELEMENTS
 
     def work(index: int) -> None:
-        piece = pieces[index]
-        views = [np.broadcast_to(operands[i], shape)[piece] for i in present]  # type: ignore[arg-type]
-        targets = [*views, output[piece]] if output is not None else views
-        flags: list[Any] = ["readonly"] * len(views) + (["writeonly"] if output is not None else [])
         iterator = np.nditer(
             targets,
-            flags=["external_loop", "buffered", "zerosize_ok", "grow_inner"],
+            flags=["external_loop", "buffered", "ranged", "zerosize_ok"],
             op_flags=[[flag] for flag in flags],
             op_dtypes=[np.float64] * len(targets),
             casting="unsafe",
-            buffersize=BLOCK_ELEMENTS,
+            buffersize=chunk_elements,
         )
+        # Settable at run time (numpy's own tests set it); numpy's stubs declare it read-only.
+        iterator.iterrange = (pieces[index].start, pieces[index].stop)  # type: ignore[misc]
         total = 0.0
         with iterator:
             for chunk in iterator:
@@ -175,5 +228,5 @@ def elementwise(
                 total += float(np.sum(values))
         partials[index] = total
 
-    for_each(work, range(len(pieces)), int(np.prod(shape, dtype=np.int64)))
+    for_each(work, range(len(pieces)), total_size, off_main_thread=True)
     return output, float(np.sum(partials))

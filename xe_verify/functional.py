@@ -473,14 +473,8 @@ def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None, scratch: Float
     return term
 
 
-def _cross_entropy_probabilities(
-    x: Float64Array,
-    target: np.ndarray[Any, Any],
-    w: Float64Array | None,
-    ignore_index: int,
-    reduction: str,
-    smoothing: float,
-) -> Loss:
+def _check_probability_target(x: np.ndarray[Any, Any], target: np.ndarray[Any, Any], ignore_index: int) -> None:
+    """A target of the input's shape is read as probabilities: it must be floating, and ``ignore_index`` negative."""
     if target.dtype.kind != "f":
         raise TypeError(
             f"target: has the input's shape {x.shape}, so it is read as class probabilities, which must have a "
@@ -492,6 +486,17 @@ def _cross_entropy_probabilities(
             f"ignore_index: ignore_index is not supported for floating point target (got {ignore_index}); "
             "expected a negative value with probability targets"
         )
+
+
+def _cross_entropy_probabilities(
+    x: Float64Array,
+    target: np.ndarray[Any, Any],
+    w: Float64Array | None,
+    ignore_index: int,
+    reduction: str,
+    smoothing: float,
+) -> Loss:
+    _check_probability_target(x, target, ignore_index)
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     layout, target_layout = RowLayout(x), RowLayout(target)
     losses = np.zeros(layout.rows)
