@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def typecheck(session: nox.Session) -> None:
 
 
 # The math renderer (KaTeX) and Material's file:// shim for search (iframe-worker) are JavaScript packages: the docs
-# session installs these pinned versions from npm into its virtualenv, and the site's hook (docs/_hooks/assets.py)
+# session installs these pinned versions from npm into its virtualenv, and the site's hook (docs/_tools/hooks.py)
 # copies them into site/, so that the site works offline and nothing third-party is committed.
 DOCS_NPM_PACKAGES = ("katex@0.16.22", "iframe-worker@1.0.4")
 
@@ -101,6 +102,53 @@ def docs(session: nox.Session) -> None:
     else:
         # Without --strict a failing markdown-exec block publishes its traceback in the page.
         session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+def _chromium(session: nox.Session) -> tuple[str, str]:
+    """Debian's chromium and chromium-driver, installed with apt-get when missing (CI runs as root)."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium and chromedriver:
+        return chromium, chromedriver
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.error(
+            "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
+        )
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+    return "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@nox.session(python=PYTHON)
+def docs_browser(session: nox.Session) -> None:
+    """Build the site, serve it on 127.0.0.1 and open every page in headless Chromium (tests/browser).
+
+    Checks each page for console errors, requests leaving 127.0.0.1, untypeset maths and missing plots, and that the
+    search answers. Arguments after ``--`` go to pytest.
+    """
+    _install_docs(session)
+    # tests/conftest.py (loaded for any test folder) needs torch and hypothesis: both are in the docs group.
+    session.install("selenium>=4.20", "pytest>=8")
+    chromium, chromedriver = _chromium(session)
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site))
+    session.run(
+        "pytest",
+        "tests/browser",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"XE_VERIFY_SITE": str(site), "XE_VERIFY_CHROMIUM": chromium, "XE_VERIFY_CHROMEDRIVER": chromedriver},
+    )
 
 
 @nox.session(python=PYTHON)
