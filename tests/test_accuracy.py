@@ -321,14 +321,8 @@ def test_binary_cross_entropy_with_logits_is_within_4_ulp(x: np.ndarray, data: s
     _bce_with_logits_within_4_ulp(x, t, weight, None)
 
 
-# l_w = 1 + (pos_weight - 1) t cancels for a small pos_weight and t near 1 ((1 - t) + pos_weight t would not).
-POS_WEIGHT_REPRO = (
-    "binary_cross_entropy_with_logits([0.0], [1.0], pos_weight=[1e-8], reduction='none') = 6.93147184042843e-09, "
-    "exact 6.9314718055994532e-09 (4.2e7 ULP)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=f"reference exceeds 4 ULP: {POS_WEIGHT_REPRO}")
+# l_w = 1 + (pos_weight - 1) t would cancel for a small pos_weight and t near 1; the reference uses (1 - t) + pw t.
+# The example is that case (it was 4.2e7 ULP off before).
 @given(
     x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=5), elements=_logit),
     data=st.data(),

@@ -757,13 +757,15 @@ def _bce_with_logits_kernel(
 ) -> Float64Array:
     with np.errstate(invalid="ignore", over="ignore"):
         softplus_part = _softplus_of_negative_abs(x)
-        log_weight = 1.0 if pw is None else 1.0 + (pw - 1.0) * t
+        # l_w = 1 + (pw - 1) t, as (1 - t) + pw t: non-negative parts, no cancellation for a tiny pos_weight.
+        log_weight = 1.0 if pw is None else (1.0 - t) + pw * t
         positive_weight = t if pw is None else pw * t
         losses = np.where(x >= 0, (1.0 - t) * x, positive_weight * -x) + log_weight * softplus_part
         finite = np.isfinite(x) & np.isfinite(t)
         if not finite.all():
             # torch's own expression, so that NaN and infinities land where torch's do.
-            literal = (1.0 - t) * x + log_weight * (softplus_part + np.maximum(-x, 0.0))
+            torch_log_weight = 1.0 if pw is None else 1.0 + (pw - 1.0) * t
+            literal = (1.0 - t) * x + torch_log_weight * (softplus_part + np.maximum(-x, 0.0))
             losses = np.where(finite, losses, literal)
         if w is not None:
             losses *= w

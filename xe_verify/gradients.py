@@ -424,8 +424,9 @@ def binary_cross_entropy_with_logits(
     \qquad s = \bar L / \text{numel} \text{ (mean)},\ \bar L \text{ (sum)},\ \bar\ell \text{ (none)}
     $$
 
-    Evaluated as ATen does, ``((pw t + 1) - t) sigmoid(x) - pw t``: finite for infinite logits (``x = +inf, t = 1``
-    gives 0 although the loss there is NaN) and for any ``t`` (no range check, as in torch).
+    Evaluated as ``(1 - t) sigmoid(x) - pw t sigmoid(-x)`` (the same value, without the cancellation of
+    ``sigmoid(x) - t`` at a saturated logit); infinite values take ATen's ``((pw t + 1) - t) sigmoid(x) - pw t``, so
+    ``x = +inf, t = 1`` gives 0 although the loss there is NaN. Any ``t`` is accepted (no range check, as in torch).
 
     Parameters
     ----------
@@ -464,11 +465,13 @@ def binary_cross_entropy_with_logits(
         upstream_chunk: Float64Array,
     ) -> Float64Array:
         with np.errstate(invalid="ignore", over="ignore"):
-            if pw_chunk is None:
-                values = _sigmoid_kernel(x_chunk) - t_chunk
-            else:
-                weighted_target = pw_chunk * t_chunk
-                values = ((weighted_target + 1.0) - t_chunk) * _sigmoid_kernel(x_chunk) - weighted_target
+            positive_weight = 1.0 if pw_chunk is None else pw_chunk
+            weighted_target = positive_weight * t_chunk
+            literal = ((weighted_target + 1.0) - t_chunk) * _sigmoid_kernel(x_chunk) - weighted_target
+            # The same value as (1 - t) sigmoid(x) - pw t sigmoid(-x): two non-negative parts for t in [0, 1], so a
+            # saturated logit keeps the tail that sigmoid(x) - t rounds away (x = 40, t = 1: -4.2e-18, not 0).
+            accurate = (1.0 - t_chunk) * _sigmoid_kernel(x_chunk) - weighted_target * _sigmoid_kernel(-x_chunk)
+            values = np.where(np.isfinite(x_chunk) & np.isfinite(t_chunk), accurate, literal)
             values *= upstream_chunk
             if w_chunk is not None:
                 values *= w_chunk
