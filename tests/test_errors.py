@@ -156,29 +156,18 @@ def test_kl_div_raises_exactly_when_torch_raises(torch64: TorchImplementation, a
 def test_softmax_family_raises_exactly_when_torch_raises_for_any_dim(
     torch64: TorchImplementation, function: str, arguments: dict[str, Any], dim: int
 ) -> None:
-    """Every ``dim`` raises in both or neither (the error *types* differ: see the xfail below)."""
+    """Every ``dim`` raises in both or neither."""
     arguments = {**arguments, "dim": dim}
     theirs = outcome(lambda: torch64(function, **arguments))
     ours = outcome(lambda: getattr(functional, function)(**arguments))
     assert (theirs is None) == (ours is None), f"torch: {_describe(theirs)}; reference: {_describe(ours)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch raises IndexError 'Dimension out of range (expected to be in range of [-2, 1], but got 5)'; "
-    "the reference raises ValueError; repro: xe_verify.functional.softmax(np.zeros((2, 3)), dim=5)",
-)
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
 def test_softmax_family_dim_out_of_range_is_an_index_error(torch64: TorchImplementation, function: str) -> None:
     assert_same_outcome(torch64, function, {"input": np.zeros((2, 3)), "dim": 5})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch accepts reduction='elementwise_mean' (a deprecated spelling of 'mean', with a UserWarning) in "
-    "every loss; the reference raises ValueError and DIFFERENCES_FROM_TORCH does not list it; repro: "
-    "xe_verify.functional.cross_entropy(np.zeros((2, 3)), [0, 1], reduction='elementwise_mean')",
-)
 @pytest.mark.parametrize(
     ("function", "arguments"),
     [
@@ -196,9 +185,9 @@ def test_deprecated_elementwise_mean_is_accepted_like_torch(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="torch 2.13 raises RuntimeError 'output with shape [] doesn't match the broadcast shape [1]' for a (C,) "
-    "input with a (1,) target and label_smoothing > 0 (a torch bug: the same target works without smoothing); the "
-    "reference returns the loss; repro: xe_verify.functional.cross_entropy([0.0, 0.0], [0], label_smoothing=0.1)",
+    reason="a deliberate difference (DIFFERENCES_FROM_TORCH): torch 2.13 raises RuntimeError 'output with shape [] "
+    "doesn't match the broadcast shape [1]' for a (C,) input with a (1,) target and label_smoothing > 0 (a torch bug: "
+    "the same target works without smoothing); the reference returns the loss",
 )
 def test_one_dimensional_input_with_size_one_target_and_smoothing(torch64: TorchImplementation) -> None:
     assert_same_outcome(

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from adapters import Implementation, TorchImplementation
 from differential import check_against
-from hypothesis import Phase, assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from xe_verify import functional
@@ -175,12 +175,6 @@ def smoothing_over_zero_denominator(arguments: dict[str, Any]) -> bool:
     return bool(np.sum(np.where(valid, weight[np.where(valid, target, 0)], 0.0)) == 0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference divides (1 - e) nll + (e / C) smooth by W once; torch divides each term by W, so W = 0 gives "
-    "NaN (0/0 from the nll term), not inf; repro: cross_entropy(np.zeros((4, 5)), np.zeros(4, int), "
-    "weight=[0, 1, 0, 0, 0], label_smoothing=0.1) is inf, torch nan",
-)
 @pytest.mark.parametrize(
     "arguments",
     [
@@ -348,24 +342,6 @@ def test_sigmoid_family_matches_torch(implementation: Implementation, function: 
 # --------------------------------------------------------------------------------------------------------------------
 # Non-finite logits, float64 only (torch-semantics 1.7, traps 8, 14, 20)
 #
-# Some of these cannot be judged yet because the comparison harness itself fails on them (the reference and torch
-# agree: compare them by hand with the repro in the reason). Each such case is a strict xfail, so it turns into a
-# failure, to be unmarked, the day the harness is fixed.
-
-#: For the strict xfails below: a failure is expected, so shrinking it (the slowest phase) would only cost time.
-EXPECTED_TO_FAIL = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
-
-HARNESS_NAN_BOUND = (
-    "harness: tolerances.condition_scale multiplies a zero (a 0 weight, an ignored position, exp(-inf)) by a "
-    "non-finite spread, so the allowed error is NaN and an exact match fails; repro: check_against(torch64, "
-    "'nll_loss', input=[[nan, nan], [1.0, 2.0]], target=[-100, 1], reduction='sum') or check_against(torch64, "
-    "'softmax', input=[[-inf, 0.0, 0.0]], dim=1)"
-)
-HARNESS_WARNS = (
-    "harness: tolerances.condition_scale warns (overflow in 2 max|x| for |x| ~ 1e308, invalid 0 * inf for a zero "
-    "weight on an infinite row) and pytest turns the RuntimeWarning into an error; repro: check_against(torch64, "
-    "'cross_entropy', input=[[1e308, 0.0, 0.0]], target=[0], reduction='none')"
-)
 
 #: torch-semantics 1.7: one row, target 0.
 NON_FINITE_ROWS = [
@@ -392,18 +368,11 @@ CROSS_ENTROPY_ROW_OPTIONS = {
 }
 
 
-def _huge(row: list[float]) -> bool:
-    return any(abs(value) == 1e308 for value in row)
-
-
 def _cross_entropy_row_cases() -> list[Any]:
     cases = []
     for name, options in CROSS_ENTROPY_ROW_OPTIONS.items():
         for row in NON_FINITE_ROWS:
-            infinite = any(np.isinf(value) for value in row)
-            gap = _huge(row) or ("weight" in options and infinite)
-            marks = [pytest.mark.xfail(strict=True, reason=HARNESS_WARNS)] if gap else []
-            cases.append(pytest.param(row, options, id=f"{name}-{row}", marks=marks))
+            cases.append(pytest.param(row, options, id=f"{name}-{row}"))
     return cases
 
 
@@ -411,11 +380,7 @@ def _softmax_row_cases() -> list[Any]:
     cases = []
     for function in ["softmax", "log_softmax", "logsumexp"]:
         for row in NON_FINITE_ROWS:
-            # A row whose softmax has an exact 0 next to finite values: exp(-inf) * inf spread = NaN bound.
-            partly_zero = -inf in row and not any(np.isnan(v) or v == inf for v in row) and row.count(-inf) < len(row)
-            gap = function == "softmax" and (_huge(row) or partly_zero)
-            marks = [pytest.mark.xfail(strict=True, reason=HARNESS_NAN_BOUND)] if gap else []
-            cases.append(pytest.param(function, row, id=f"{function}-{row}", marks=marks))
+            cases.append(pytest.param(function, row, id=f"{function}-{row}"))
     return cases
 
 
@@ -435,8 +400,6 @@ def test_softmax_family_non_finite_row_matches_torch(
     check(torch64, function, {"input": a([row]), "dim": 1})
 
 
-@pytest.mark.xfail(strict=True, reason=HARNESS_NAN_BOUND)
-@EXPECTED_TO_FAIL
 @given(arguments=xst.cross_entropy_arguments(allow_non_finite=True))
 # A NaN row whose target is ignored gives a finite loss, with and without smoothing.
 @example(arguments={"input": a([[nan, 0.0], [1.0, 2.0]]), "target": i(-100, 1), "label_smoothing": 0.3})
@@ -446,8 +409,6 @@ def test_cross_entropy_with_non_finite_logits_matches_torch(
     check(torch64, "cross_entropy", arguments)
 
 
-@pytest.mark.xfail(strict=True, reason=HARNESS_NAN_BOUND)
-@EXPECTED_TO_FAIL
 @given(arguments=xst.nll_loss_arguments(allow_non_finite=True))
 # NaN at a non-target column is never read; NaN in an ignored row neither.
 @example(arguments={"input": a([[nan, nan], [1.0, 2.0]]), "target": i(-100, 1), "reduction": "sum"})
@@ -457,13 +418,6 @@ def test_nll_loss_with_non_finite_input_matches_torch(torch64: TorchImplementati
     check(torch64, "nll_loss", arguments)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference warns: summing opposite infinite losses emits numpy's RuntimeWarning 'invalid value "
-    "encountered in reduce' (an error under pytest's filterwarnings); repro: python -W error -c \"from "
-    "xe_verify.functional import binary_cross_entropy_with_logits as f; f([float('inf')] * 2, [2.0, 0.0])\"",
-)
-@EXPECTED_TO_FAIL
 @given(arguments=xst.binary_cross_entropy_with_logits_arguments(allow_non_finite=True))
 # NaN from (1 - t) x: x = +inf with t = 1, and x = -inf with any t; pos_weight changes nothing there.
 @example(
@@ -483,7 +437,7 @@ def test_binary_cross_entropy_with_logits_non_finite_matches_torch(
 @pytest.mark.parametrize(
     "function",
     [
-        pytest.param("softmax", marks=pytest.mark.xfail(strict=True, reason=HARNESS_NAN_BOUND)),
+        "softmax",
         "log_softmax",
         "logsumexp",
     ],

@@ -73,6 +73,8 @@ def as_class_indices(value: NDArray[Any], name: str) -> NDArray[np.int64]:
 
 def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> str:
     """Validate a ``reduction`` argument and return it."""
+    if reduction == "elementwise_mean" and "mean" in allowed:
+        return "mean"  # torch still accepts this spelling of "mean" from before 1.0 (with a warning)
     if not isinstance(reduction, str) or reduction not in allowed:
         choices = ", ".join(repr(choice) for choice in allowed)
         raise ValueError(f"reduction: {reduction!r} is not a valid value for reduction; expected one of {choices}")
@@ -130,6 +132,6 @@ def reduce(losses: Float64Array, reduction: str, denominator: float | None = Non
     if reduction == "sum":
         return total
     count = np.float64(losses.size if denominator is None else denominator)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mean: np.float64 = total / count
     return mean

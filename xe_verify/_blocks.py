@@ -225,8 +225,11 @@ def elementwise(
                 values = kernel(*arguments)
                 if output is not None:
                     chunk[-1][...] = values
-                total += float(np.sum(values))
+                # An overflowing sum is inf, and inf + -inf is NaN, silently: torch does not warn either.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    total += float(np.sum(values))
         partials[index] = total
 
     for_each(work, range(len(pieces)), total_size, off_main_thread=True)
-    return output, float(np.sum(partials))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return output, float(np.sum(partials))

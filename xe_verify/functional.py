@@ -63,7 +63,11 @@ DIFFERENCES_FROM_TORCH: tuple[str, ...] = (
     "A NaN label_smoothing is a ValueError (torch treats it as 0); a negative one is treated as 0, as in torch.",
     "A 0-d input to cross_entropy or nll_loss is a ValueError that says the input needs a class dimension (torch "
     "raises a confusing soft-target dtype error for cross_entropy).",
-    "kl_div never warns: torch's UserWarning for reduction='mean' is left out (the value is the same).",
+    "kl_div never warns: torch's UserWarning for reduction='mean' is left out (the value is the same), and "
+    "reduction='elementwise_mean' (a spelling of 'mean' torch still accepts) is accepted without torch's warning.",
+    "A (C,) input with a (1,) class-index target and label_smoothing > 0 gives the loss; torch 2.13 raises "
+    "RuntimeError 'output with shape [] doesn't match the broadcast shape [1]' (the same target works without "
+    "smoothing, so this is a torch bug, not a rule).",
     "Non-finite values follow torch's formulas (NaN and infinities appear where torch's do); only finite inputs "
     "take the more accurate evaluation, so results can differ from torch's in the last digits, never in semantics.",
 )
@@ -176,8 +180,8 @@ def _along_last_axis(x: np.ndarray[Any, Any], dim: int) -> tuple[np.ndarray[Any,
         raise TypeError(f"dim: expected an integer, got {dim!r}")
     ndim = max(x.ndim, 1)
     if not -ndim <= dim < ndim:
-        raise ValueError(
-            f"dim: {dim} is out of range for an input of shape {x.shape}; expected {-ndim} <= dim < {ndim}"
+        raise IndexError(
+            f"dim: Dimension out of range: {dim} for an input of shape {x.shape}; expected {-ndim} <= dim < {ndim}"
         )
     axis = int(dim) % ndim
     moved = np.moveaxis(np.atleast_1d(x), axis, -1)
@@ -437,8 +441,12 @@ def cross_entropy(
     y = _class_index_targets(x, target_array)
     valid = _valid_targets(y, classes, ignore_index)
     safe_y = np.where(valid, y, 0)
+    if reduction == "mean":
+        w = _scaled_for_mean(w)
     target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
     losses = np.zeros(y.shape)
+    # torch divides the nll and smoothing sums by the denominator separately: keep them apart for a zero one.
+    smooth_parts = np.zeros(y.shape) if smoothing > 0.0 and reduction == "mean" else None
     if classes and y.size:
         layout = RowLayout(x)
 
@@ -451,13 +459,39 @@ def cross_entropy(
                 block_losses = target_weight[rows] * nll
                 if smoothing > 0.0:
                     smooth = _smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape))
+                    if smooth_parts is not None:
+                        smooth_parts[rows] = smooth
                     block_losses = (1.0 - smoothing) * block_losses + (smoothing / classes) * smooth
             losses[rows] = block_losses
 
         for_each(work, layout.blocks(), x.size)
         losses = np.where(valid, losses, 0.0)
     denominator = np.sum(np.where(valid, target_weight, 0.0))
+    if smooth_parts is not None and denominator == 0:
+        return _smoothed_mean_over_zero(losses, np.where(valid, smooth_parts, 0.0), smoothing / classes)
     return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
+
+
+def _scaled_for_mean(w: Float64Array | None) -> Float64Array | None:
+    """Weights scaled by a power of two so the largest is in [1/2, 1): exact, and a weighted mean is unchanged.
+
+    It keeps tiny weights from underflowing in ``w * loss`` (weights of 5e-324 would make every product round).
+    """
+    if w is None or not w.size:
+        return w
+    largest = float(np.max(np.abs(w)))
+    if largest == 0.0 or not np.isfinite(largest):
+        return w
+    return np.ldexp(w, -np.frexp(largest)[1])
+
+
+def _smoothed_mean_over_zero(losses: Float64Array, smooth_parts: Float64Array, smooth_factor: float) -> np.float64:
+    """torch's mean when the target weights sum to 0: ``nll_sum / 0 + (e / C) smooth_sum / 0`` (NaN, not inf)."""
+    smooth_sum = np.sum(smooth_parts)
+    nll_sum = np.sum(losses) - smooth_factor * smooth_sum
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mean: np.float64 = np.float64(nll_sum / 0.0 + smooth_factor * (smooth_sum / 0.0))
+    return mean
 
 
 def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None, scratch: Float64Array) -> Float64Array:
@@ -572,6 +606,8 @@ def nll_loss(
     y = _class_index_targets(x, target_array)
     valid = _valid_targets(y, classes, ignore_index)
     safe_y = np.where(valid, y, 0)
+    if reduction == "mean":
+        w = _scaled_for_mean(w)
     target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
     losses = np.zeros(y.shape)
     if classes and y.size:
@@ -595,7 +631,7 @@ def _finish(output: Float64Array | None, total: float, reduction: str, count: fl
     if reduction == "sum":
         summed: np.float64 = np.float64(total)
         return summed
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mean: np.float64 = np.float64(total) / np.float64(count)
     return mean
 

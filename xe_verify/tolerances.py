@@ -82,7 +82,7 @@ def allowed_error(reference: Any, scale: Any, dtype: str, operations: int) -> Fl
     3.933906555175781e-06
     """
     epsilon = MACHINE_EPSILON[dtype]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         relative = epsilon * (operations * np.abs(scale) + np.abs(reference))
         return np.asarray(relative + operations * SMALLEST_NORMAL[dtype], dtype=np.float64)
 
@@ -94,9 +94,12 @@ def _rows(values: Float64Array, class_axis: int) -> Float64Array:
 def _softmax_spread(logits: Float64Array, class_axis: int) -> Float64Array:
     """``2 max|x| + log C + 1`` per position, a bound on ``|x_c - m| + |m| + log sum exp(x - m)``."""
     classes = logits.shape[class_axis]
-    with np.errstate(invalid="ignore"):
-        largest = np.max(np.abs(_rows(logits, class_axis)), axis=-1) if classes else np.zeros(())
-    return np.asarray(2.0 * largest + math.log(max(classes, 1)) + 1.0)
+    # Infinite logits carry no rounding error (exp(-inf) = 0 exactly): only the finite ones set the spread.
+    rows = _rows(logits, class_axis)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.where(np.isinf(rows), 0.0, np.abs(rows))
+        largest = np.max(finite, axis=-1) if classes else np.zeros(())
+        return np.asarray(2.0 * largest + math.log(max(classes, 1)) + 1.0)
 
 
 def condition_scale(function: str, **arguments: Any) -> Float64Array:
@@ -113,6 +116,11 @@ def condition_scale(function: str, **arguments: Any) -> Float64Array:
     >>> condition_scale("nll_loss", input=np.array([[-0.5, -2.0]]), target=np.array([1]))
     array([2.])
     """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _condition_scale(function, arguments)
+
+
+def _condition_scale(function: str, arguments: dict[str, Any]) -> Float64Array:
     x = np.asarray(arguments["input"], dtype=np.float64)
     weight = arguments.get("weight")
     if function in {"cross_entropy", "nll_loss"}:
