@@ -446,7 +446,8 @@ def cross_entropy(
     target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
     losses = np.zeros(y.shape)
     # torch divides the nll and smoothing sums by the denominator separately: keep them apart for a zero one.
-    smooth_parts = np.zeros(y.shape) if smoothing > 0.0 and reduction == "mean" else None
+    separate = smoothing > 0.0 and reduction == "mean"
+    nll_parts, smooth_parts = (np.zeros(y.shape), np.zeros(y.shape)) if separate else (None, None)
     if classes and y.size:
         layout = RowLayout(x)
 
@@ -459,16 +460,22 @@ def cross_entropy(
                 block_losses = target_weight[rows] * nll
                 if smoothing > 0.0:
                     smooth = _smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape))
-                    if smooth_parts is not None:
-                        smooth_parts[rows] = smooth
+                    if nll_parts is not None and smooth_parts is not None:
+                        nll_parts[rows], smooth_parts[rows] = block_losses, smooth
                     block_losses = (1.0 - smoothing) * block_losses + (smoothing / classes) * smooth
             losses[rows] = block_losses
 
         for_each(work, layout.blocks(), x.size)
         losses = np.where(valid, losses, 0.0)
     denominator = np.sum(np.where(valid, target_weight, 0.0))
-    if smooth_parts is not None and denominator == 0:
-        return _smoothed_mean_over_zero(losses, np.where(valid, smooth_parts, 0.0), smoothing / classes)
+    if nll_parts is not None and smooth_parts is not None and denominator == 0:
+        nll_sum, smooth_sum = (np.sum(np.where(valid, part, 0.0)) for part in (nll_parts, smooth_parts))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # torch divides each sum by the zero denominator: 0/0 or inf - inf is NaN, not an infinity.
+            over_zero: np.float64 = np.float64(
+                (1.0 - smoothing) * (nll_sum / 0.0) + (smoothing / classes) * (smooth_sum / 0.0)
+            )
+        return over_zero
     return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
 
 
@@ -482,16 +489,8 @@ def _scaled_for_mean(w: Float64Array | None) -> Float64Array | None:
     largest = float(np.max(np.abs(w)))
     if largest == 0.0 or not np.isfinite(largest):
         return w
-    return np.ldexp(w, -np.frexp(largest)[1])
-
-
-def _smoothed_mean_over_zero(losses: Float64Array, smooth_parts: Float64Array, smooth_factor: float) -> np.float64:
-    """torch's mean when the target weights sum to 0: ``nll_sum / 0 + (e / C) smooth_sum / 0`` (NaN, not inf)."""
-    smooth_sum = np.sum(smooth_parts)
-    nll_sum = np.sum(losses) - smooth_factor * smooth_sum
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        mean: np.float64 = np.float64(nll_sum / 0.0 + smooth_factor * (smooth_sum / 0.0))
-    return mean
+    scaled: Float64Array = np.ldexp(w, -np.frexp(largest)[1])
+    return scaled
 
 
 def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None, scratch: Float64Array) -> Float64Array:
