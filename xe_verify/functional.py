@@ -443,7 +443,7 @@ def cross_entropy(
     safe_y = np.where(valid, y, 0)
     if reduction == "mean":
         w = _scaled_for_mean(w)
-    target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
+    target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
     losses = np.zeros(y.shape)
     # torch divides the nll and smoothing sums by the denominator separately: keep them apart for a zero one.
     separate = smoothing > 0.0 and reduction == "mean"
@@ -554,6 +554,25 @@ def _cross_entropy_probabilities(
     return reduce(losses.reshape(_output_shape(x.shape)), reduction, layout.rows)
 
 
+def _nll_arguments(
+    input: Any, target: Any, weight: Any, ignore_index: int
+) -> tuple[np.ndarray[Any, Any], int, Float64Array | None, np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.int64]]]:
+    """Validate ``nll_loss``'s arguments: the input, C, the weights, the mask of counted targets, safe targets."""
+    x = as_real(input, "input")
+    _check_has_class_dim(x)
+    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+    w = _class_weight(weight, classes)
+    target_array = as_real(target, "target")
+    if target_array.shape == x.shape and x.ndim > 1:
+        raise ValueError(
+            f"target: 0D or 1D target tensor expected, multi-target not supported: nll_loss takes class indices "
+            f"of shape {_output_shape(x.shape)}, got shape {target_array.shape}"
+        )
+    y = _class_index_targets(x, target_array)
+    valid = _valid_targets(y, classes, ignore_index)
+    return x, classes, w, valid, np.where(valid, y, 0)
+
+
 def nll_loss(
     input: Any,
     target: Any,
@@ -592,24 +611,12 @@ def nll_loss(
     """
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
-    x = as_real(input, "input")
-    _check_has_class_dim(x)
-    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
-    w = _class_weight(weight, classes)
-    target_array = as_real(target, "target")
-    if target_array.shape == x.shape and x.ndim > 1:
-        raise ValueError(
-            f"target: 0D or 1D target tensor expected, multi-target not supported: nll_loss takes class indices "
-            f"of shape {_output_shape(x.shape)}, got shape {target_array.shape}"
-        )
-    y = _class_index_targets(x, target_array)
-    valid = _valid_targets(y, classes, ignore_index)
-    safe_y = np.where(valid, y, 0)
+    x, classes, w, valid, safe_y = _nll_arguments(input, target, weight, ignore_index)
     if reduction == "mean":
         w = _scaled_for_mean(w)
-    target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
-    losses = np.zeros(y.shape)
-    if classes and y.size:
+    target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
+    losses = np.zeros(safe_y.shape)
+    if classes and safe_y.size:
         # Only the target column is read: gather it from the input as it is (no float64 copy of the input).
         picked = np.take_along_axis(RowLayout(x).view, safe_y.reshape(RowLayout(x).view.shape[:2])[..., None], -1)
         with np.errstate(invalid="ignore"):

@@ -44,6 +44,7 @@ from xe_verify.functional import (
     _class_index_targets,
     _class_weight,
     _label_smoothing,
+    _nll_arguments,
     _output_shape,
     _same_shape_target,
     _sigmoid_kernel,
@@ -194,7 +195,7 @@ def cross_entropy(
     y = _class_index_targets(x, target_array)
     valid = _valid_targets(y, classes, ignore_index)
     safe_y = np.where(valid, y, 0)
-    target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
+    target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
     upstream = _grad_output(grad_output, reduction, _output_shape(x.shape))
     position_upstream = np.broadcast_to(upstream, _output_shape(x.shape)).reshape(-1)
     # torch: (1 - eps) * nll_loss(lsm) + (eps / C) * smoothing term, each branch with its own upstream gradient;
@@ -295,20 +296,8 @@ def nll_loss(
     """
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
-    x = as_real(input, "input")
-    _check_has_class_dim(x)
-    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
-    w = _class_weight(weight, classes)
-    target_array = as_real(target, "target")
-    if target_array.shape == x.shape and x.ndim > 1:
-        raise ValueError(
-            f"target: 0D or 1D target tensor expected, multi-target not supported: nll_loss takes class indices "
-            f"of shape {_output_shape(x.shape)}, got shape {target_array.shape}"
-        )
-    y = _class_index_targets(x, target_array)
-    valid = _valid_targets(y, classes, ignore_index)
-    safe_y = np.where(valid, y, 0)
-    target_weight = np.ones(y.shape) if w is None else w[safe_y] if classes else np.zeros(y.shape)
+    x, classes, w, valid, safe_y = _nll_arguments(input, target, weight, ignore_index)
+    target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
     upstream = _grad_output(grad_output, reduction, _output_shape(x.shape))
     scale = np.broadcast_to(upstream, _output_shape(x.shape)).reshape(-1)
     if reduction == "mean":
