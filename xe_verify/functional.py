@@ -657,6 +657,34 @@ def _broadcast_weight(weight: Any, shape: tuple[int, ...], name: str = "weight")
     return w
 
 
+Array = np.ndarray[Any, Any]
+
+
+def _bce_arguments(input: Any, target: Any, weight: Any, check_range: bool) -> tuple[Array, Array, Array | None]:
+    """Validate ``binary_cross_entropy``'s arguments: probabilities, targets of their shape, a broadcast weight."""
+    p = as_real(input, "input")
+    t = _same_shape_target(
+        p,
+        target,
+        "Using a target size ({target}) that is different to the input size ({input}) is deprecated. "
+        "Please ensure they have the same size.",
+    )
+    w = _broadcast_weight(weight, p.shape)
+    if check_range:
+        check_in_unit_interval(p, "input")
+        check_in_unit_interval(t, "target")
+    return p, t, w
+
+
+def _bce_with_logits_arguments(
+    input: Any, target: Any, weight: Any, pos_weight: Any
+) -> tuple[Array, Array, Array | None, Array | None]:
+    """Validate ``binary_cross_entropy_with_logits``'s arguments: logits, targets of their shape, two weights."""
+    x = as_real(input, "input")
+    t = _same_shape_target(x, target, "Target size ({target}) must be the same as input size ({input})")
+    return x, t, _broadcast_weight(weight, x.shape), _broadcast_weight(pos_weight, x.shape, "pos_weight")
+
+
 def binary_cross_entropy(
     input: Any,
     target: Any,
@@ -709,17 +737,7 @@ def binary_cross_entropy(
     -6.486313
     """
     reduction = check_reduction(reduction)
-    p = as_real(input, "input")
-    t = _same_shape_target(
-        p,
-        target,
-        "Using a target size ({target}) that is different to the input size ({input}) is deprecated. "
-        "Please ensure they have the same size.",
-    )
-    w = _broadcast_weight(weight, p.shape)
-    if check_range:
-        check_in_unit_interval(p, "input")
-        check_in_unit_interval(t, "target")
+    p, t, w = _bce_arguments(input, target, weight, check_range)
     output, total = elementwise(_binary_cross_entropy_kernel, [p, t, w], p.shape, keep=reduction == "none")
     return _finish(output, total, reduction, p.size)
 
@@ -786,10 +804,7 @@ def binary_cross_entropy_with_logits(
     -0.345645
     """
     reduction = check_reduction(reduction)
-    x = as_real(input, "input")
-    t = _same_shape_target(x, target, "Target size ({target}) must be the same as input size ({input})")
-    w = _broadcast_weight(weight, x.shape)
-    pw = _broadcast_weight(pos_weight, x.shape, "pos_weight")
+    x, t, w, pw = _bce_with_logits_arguments(input, target, weight, pos_weight)
     output, total = elementwise(_bce_with_logits_kernel, [x, t, w, pw], x.shape, keep=reduction == "none")
     return _finish(output, total, reduction, x.size)
 

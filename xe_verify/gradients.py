@@ -31,13 +31,13 @@ from xe_verify._arrays import (
     as_float64,
     as_real,
     check_broadcasts_to,
-    check_in_unit_interval,
     check_reduction,
 )
 from xe_verify._blocks import RowLayout, elementwise, for_each, workspace
 from xe_verify._softmax import shift_rows
 from xe_verify.functional import (
-    _broadcast_weight,
+    _bce_arguments,
+    _bce_with_logits_arguments,
     _check_has_class_dim,
     _check_ignore_index,
     _check_probability_target,
@@ -46,7 +46,6 @@ from xe_verify.functional import (
     _label_smoothing,
     _nll_arguments,
     _output_shape,
-    _same_shape_target,
     _sigmoid_kernel,
     _valid_targets,
 )
@@ -366,17 +365,7 @@ def binary_cross_entropy(
     -2.0
     """
     reduction = check_reduction(reduction)
-    p = as_real(input, "input")
-    t = _same_shape_target(
-        p,
-        target,
-        "Using a target size ({target}) that is different to the input size ({input}) is deprecated. "
-        "Please ensure they have the same size.",
-    )
-    w = _broadcast_weight(weight, p.shape)
-    if check_range:
-        check_in_unit_interval(p, "input")
-        check_in_unit_interval(t, "target")
+    p, t, w = _bce_arguments(input, target, weight, check_range)
     upstream = _grad_output(grad_output, reduction, p.shape)
     count = np.float64(p.size) if reduction == "mean" else None
 
@@ -439,10 +428,7 @@ def binary_cross_entropy_with_logits(
     array([-1.5])
     """
     reduction = check_reduction(reduction)
-    x = as_real(input, "input")
-    t = _same_shape_target(x, target, "Target size ({target}) must be the same as input size ({input})")
-    w = _broadcast_weight(weight, x.shape)
-    pw = _broadcast_weight(pos_weight, x.shape, "pos_weight")
+    x, t, w, pw = _bce_with_logits_arguments(input, target, weight, pos_weight)
     upstream = _grad_output(grad_output, reduction, x.shape)
     count = np.float64(x.size) if reduction == "mean" else None
 
