@@ -219,6 +219,9 @@ def full_cases() -> list[Case]:
         cross_entropy_soft(target_shape),
         cross_entropy_smoothing(target_shape),
         nll_loss(target_shape),
+        # Many rows of few classes: the per-row bookkeeping must stay per block (16 Mi rows, 128 MiB of int64 targets).
+        cross_entropy((1 << 24, 2)),
+        nll_loss((1 << 24, 2)),
         *(binary_cross_entropy(10**power) for power in (6, 7, 8)),
         *(binary_cross_entropy_with_logits(10**power, BCE_LOGITS_FAMILY) for power in range(5, 9)),
         kl_div(target_shape),
@@ -235,6 +238,7 @@ def quick_cases() -> list[Case]:
         cross_entropy_soft(small),
         cross_entropy_smoothing(small),
         nll_loss((256, VOCABULARY)),
+        cross_entropy((1 << 18, 2)),
         binary_cross_entropy(10**6),
         kl_div(small),
         log_softmax(small),

@@ -33,7 +33,6 @@ from hypothesis.extra import numpy as hnp
 
 from xe_verify import functional, gradients
 from xe_verify import strategies as xst
-from xe_verify.functional import _to_rows
 from xe_verify.tolerances import MACHINE_EPSILON, SMALLEST_NORMAL, allowed_error, operation_count
 
 # torch warns on every kl_div with reduction="mean" (the default); the value is what is compared.
@@ -158,8 +157,18 @@ def assert_within(
 # The error model, applied to the gradients' formulas
 
 
+def _to_rows(array: np.ndarray) -> np.ndarray:
+    """(C,) -> (1, C); (N, C) -> itself; (N, C, d1..dk) -> (N * d1 * .. * dk, C) with classes last."""
+    if array.ndim == 1:
+        return array[None, :]
+    if array.ndim == 2:
+        return array
+    moved = np.moveaxis(array, 1, -1)
+    return moved.reshape(int(np.prod(moved.shape[:-1], dtype=np.int64)), array.shape[1])
+
+
 def _rows_back(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The inverse of ``functional._to_rows``: (M, C) rows back to the input's shape."""
+    """The inverse of ``_to_rows``: (M, C) rows back to the input's shape."""
     if len(shape) <= 2:
         return rows.reshape(shape)
     return np.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)

@@ -30,6 +30,8 @@ THREAD_SETTINGS = ("1", "2", "3", None)
 CLASSES = 1000
 ROWS = math.ceil(_blocks.PARALLEL_THRESHOLD / CLASSES) + 7
 POSITIONS = math.ceil(_blocks.PARALLEL_THRESHOLD / (4 * 30)) + 3
+#: Many samples of few positions each: several whole batches go to one block.
+SAMPLES = math.ceil(_blocks.PARALLEL_THRESHOLD / (30 * 3)) + 5
 
 
 def _inputs() -> dict[str, np.ndarray]:
@@ -51,6 +53,8 @@ def _inputs() -> dict[str, np.ndarray]:
         "weight": rng.random(CLASSES) + 0.5,
         "logits_3d": logits_3d,
         "index_3d": rng.integers(0, 30, (4, POSITIONS)),
+        "logits_few_positions": rng.standard_normal((SAMPLES, 30, 3)),
+        "index_few_positions": rng.integers(-1, 30, (SAMPLES, 3)),
         "p": rng.random((ROWS, CLASSES), dtype=np.float32),
         "t": rng.random((ROWS, CLASSES), dtype=np.float32),
         "pos_weight": rng.random(CLASSES, dtype=np.float32) * 3,
@@ -66,6 +70,9 @@ CASES: dict[str, Call] = {
     ),
     "cross_entropy, class index, 3-d": lambda a, r: functional.cross_entropy(
         a["logits_3d"], a["index_3d"], reduction=r
+    ),
+    "cross_entropy, class index, 3-d, few positions per sample": lambda a, r: functional.cross_entropy(
+        a["logits_few_positions"], a["index_few_positions"], ignore_index=-1, reduction=r
     ),
     "cross_entropy, probabilities": lambda a, r: functional.cross_entropy(a["logits"], a["probabilities"], reduction=r),
     "cross_entropy, label smoothing and weights": lambda a, r: functional.cross_entropy(
@@ -104,9 +111,12 @@ def _bits(result: Any) -> tuple[str, tuple[int, ...], bytes]:
 
 
 def test_inputs_are_large_enough_for_the_pool() -> None:
-    for name in ("logits", "logits_3d", "p"):
+    for name in ("logits", "logits_3d", "logits_few_positions", "p"):
         assert INPUTS[name].size >= _blocks.PARALLEL_THRESHOLD
     assert len(_blocks.RowLayout(INPUTS["logits"]).blocks()) > 3
+    several_batches = _blocks.RowLayout(INPUTS["logits_few_positions"]).blocks()
+    assert len(several_batches) > 3
+    assert all(stop - start > 1 for start, stop, _, _ in several_batches[:-1])
     assert INPUTS["p"].size > 3 * _blocks.PIECE_ELEMENTS
 
 
@@ -199,16 +209,35 @@ def test_elementwise_memory_is_bounded_for_wide_float64_rows() -> None:
     assert used <= 32 * MIB, f"{used / MIB:.1f} MiB"
 
 
-@pytest.mark.usefixtures("two_threads")
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 6: cross_entropy keeps float64 vectors of one value per row (targets' weights, losses, masks), "
-    "so many rows of few classes use several times the input",
-)
-def test_cross_entropy_memory_does_not_grow_with_the_rows() -> None:
+MANY_ROWS = 1 << 22
+
+
+def _many_rows_of_two_classes() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    rows = 1 << 22
-    logits = rng.standard_normal((rows, 2), dtype=np.float32)
-    target = rng.integers(0, 2, rows)
-    used = temporary_memory(lambda: functional.cross_entropy(logits, target))
-    assert used <= 32 * MIB, f"{used / MIB:.1f} MiB for {logits.nbytes / MIB:.0f} MiB of logits"
+    logits = rng.standard_normal((MANY_ROWS, 2), dtype=np.float32)
+    probabilities = rng.random((MANY_ROWS, 2), dtype=np.float32)
+    return {"logits": logits, "index": rng.integers(0, 2, MANY_ROWS), "probabilities": probabilities}
+
+
+ROW_LOSSES: dict[str, Call] = {
+    "cross_entropy": lambda a, r: functional.cross_entropy(a["logits"], a["index"], reduction=r),
+    "cross_entropy, weights and smoothing": lambda a, r: functional.cross_entropy(
+        a["logits"], a["index"], weight=[0.5, 2.0], label_smoothing=0.1, reduction=r
+    ),
+    "cross_entropy, probabilities": lambda a, r: functional.cross_entropy(a["logits"], a["probabilities"], reduction=r),
+    "nll_loss": lambda a, r: functional.nll_loss(a["logits"], a["index"], reduction=r),
+}
+
+
+@pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("case", ROW_LOSSES)
+def test_row_losses_use_no_memory_per_row(case: str, reduction: str) -> None:
+    # 4 Mi rows of 2 classes: one float64 value per row is 32 MiB, as much as the logits (8 bytes a row); per-row
+    # bookkeeping (targets as int64, masks, weights, losses) used 40 bytes a row before it moved into the blocks.
+    # Beyond the result (the per-row losses for "none", which temporary_memory leaves out), all is per block: per
+    # thread, WORKSPACE_BUFFERS buffers of 1 MiB and about a dozen vectors of a block's 64 Ki rows (0.5 MiB each).
+    inputs = _many_rows_of_two_classes()
+    per_thread = _blocks.WORKSPACE_BUFFERS * MIB + 12 * (_blocks.BLOCK_ELEMENTS // 2) * 8
+    used = temporary_memory(lambda: ROW_LOSSES[case](inputs, reduction))
+    assert used <= 2 * per_thread, f"{used / MIB:.1f} MiB for {inputs['logits'].nbytes / MIB:.0f} MiB of logits"

@@ -58,6 +58,11 @@ def as_float64(value: Any, name: str) -> Float64Array:
 
 def as_class_indices(value: NDArray[Any], name: str) -> NDArray[np.int64]:
     """Return integer class-index targets as int64 (any signed or unsigned integer dtype is accepted)."""
+    return check_class_indices(value, name).astype(np.int64, copy=False)
+
+
+def check_class_indices(value: NDArray[Any], name: str) -> NDArray[Any]:
+    """Check that ``value`` holds integer class indices that fit int64; return it as it is (no copy)."""
     if value.dtype.kind not in "iu":
         raise TypeError(
             f"{name}: class-index targets must have an integer dtype, got {_describe_dtype(value)}; "
@@ -68,7 +73,7 @@ def as_class_indices(value: NDArray[Any], name: str) -> NDArray[np.int64]:
         raise IndexError(
             f"Target {int(value[position])} is out of bounds. ({name}{_format_position(position)} does not fit int64)"
         )
-    return value.astype(np.int64, copy=False)
+    return value
 
 
 def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> str:
@@ -118,20 +123,3 @@ def check_broadcasts_to(array: NDArray[Any], shape: tuple[int, ...], name: str, 
             f"{name}: shape {array.shape} does not broadcast to the {target_name} shape {shape}; "
             f"expected a shape that broadcasts to {shape} (aligned from the last dimension)"
         )
-
-
-def reduce(losses: Float64Array, reduction: str, denominator: float | None = None) -> Float64Array | np.float64:
-    """Apply ``reduction`` to per-element losses.
-
-    ``mean`` divides the sum by ``denominator`` (``losses.size`` when ``None``); a zero denominator gives NaN (0/0)
-    or an infinity, as in torch, without a numpy warning.
-    """
-    if reduction == "none":
-        return losses
-    total: np.float64 = np.float64(float(np.sum(losses, dtype=np.float64)))
-    if reduction == "sum":
-        return total
-    count = np.float64(losses.size if denominator is None else denominator)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        mean: np.float64 = total / count
-    return mean

@@ -38,8 +38,9 @@ Item = TypeVar("Item")
 #: was the fastest on one thread and on two, and with 2^16 two threads were no faster than one.
 BLOCK_ELEMENTS = 1 << 17
 
-#: Workspace buffers a kernel may use per thread (the block, four temporaries, a second operand).
-WORKSPACE_BUFFERS = 6
+#: Workspace buffers a kernel may use per thread (the block, four temporaries, a second operand, an output block
+#: where the output's layout has no 2-D view of the block's rows).
+WORKSPACE_BUFFERS = 7
 
 #: Below this many elements a call runs on the calling thread. A pool costs about a millisecond to start (threads,
 #: their workspaces) and the GIL costs a share of every block, so on an idle 2-core machine 2 threads were no faster
@@ -78,6 +79,11 @@ def release_workspace() -> None:
     _local.__dict__.pop("buffers", None)
 
 
+#: A block of rows: batches ``b0:b1`` and, in each, positions ``s0:s1``. Either one batch's run of positions, or
+#: several whole batches (when one batch has fewer rows than a block holds), so the rows are consecutive in row order.
+Block = tuple[int, int, int, int]
+
+
 class RowLayout:
     """An input of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1..dk)`` seen as rows of ``C`` classes, blockwise."""
 
@@ -94,31 +100,61 @@ class RowLayout:
         self.batches, self.positions, self.classes = view.shape
         self.rows = self.batches * self.positions
 
-    def blocks(self) -> list[tuple[int, int, int]]:
-        """``(b, s0, s1)`` triples covering every row once, in row order."""
-        per_block = max(1, BLOCK_ELEMENTS // max(self.classes, 1))
+    def blocks(self, columns: int | None = None) -> list[Block]:
+        """Blocks covering every row once, in row order, of at most ``BLOCK_ELEMENTS`` elements (or one row).
+
+        ``columns``: the elements of a row that the work reads (default: all ``C``), which sets the rows per block.
+        Batches with few positions, such as ``(N, C, 1)``, go several to a block: a block per batch would cost
+        Python's per-block overhead once per sample.
+        """
+        if self.rows == 0:
+            return []
+        per_block = max(1, BLOCK_ELEMENTS // max(self.classes if columns is None else columns, 1))
+        if self.positions >= per_block or self.batches == 1:
+            return [
+                (batch, batch + 1, start, min(start + per_block, self.positions))
+                for batch in range(self.batches)
+                for start in range(0, self.positions, per_block)
+            ]
+        per_block_batches = per_block // self.positions
         return [
-            (batch, start, min(start + per_block, self.positions))
-            for batch in range(self.batches)
-            for start in range(0, self.positions, per_block)
+            (start, min(start + per_block_batches, self.batches), 0, self.positions)
+            for start in range(0, self.batches, per_block_batches)
         ]
 
-    def row_slice(self, block: tuple[int, int, int]) -> slice:
+    def row_slice(self, block: Block) -> slice:
         """The rows of ``block`` in the flat row order."""
-        batch, start, stop = block
-        return slice(batch * self.positions + start, batch * self.positions + stop)
+        first_batch, stop_batch, start, stop = block
+        return slice(first_batch * self.positions + start, (stop_batch - 1) * self.positions + stop)
 
-    def load(self, block: tuple[int, int, int], index: int = 0) -> Float64Array:
+    def _block_view(self, block: Block) -> np.ndarray[Any, Any]:
+        first_batch, stop_batch, start, stop = block
+        return self.view[first_batch:stop_batch, start:stop]
+
+    def load(self, block: Block, index: int = 0) -> Float64Array:
         """The block's rows as float64, copied into workspace buffer ``index``."""
-        batch, start, stop = block
-        rows = workspace(index, stop - start, self.classes)
-        np.copyto(rows, self.view[batch, start:stop], casting="unsafe")
+        source = self._block_view(block)
+        rows = workspace(index, source.shape[0] * source.shape[1], self.classes)
+        np.copyto(rows.reshape(source.shape), source, casting="unsafe")
         return rows
 
-    def rows_of(self, block: tuple[int, int, int]) -> np.ndarray[Any, Any]:
-        """The block's rows as a view, in the input's own dtype."""
-        batch, start, stop = block
-        return self.view[batch, start:stop]
+    def rows_view(self, block: Block) -> np.ndarray[Any, Any] | None:
+        """The block's rows as a 2-D view into the array (to write to), or ``None`` where the layout allows none."""
+        source = self._block_view(block)
+        if source.shape[0] == 1 or source.strides[0] == source.shape[1] * source.strides[1]:
+            return source.reshape(-1, self.classes)
+        return None
+
+    def store(self, block: Block, rows: np.ndarray[Any, Any]) -> None:
+        """Write the block's rows, shape ``(rows, C)``, into the array."""
+        target = self._block_view(block)
+        np.copyto(target, rows.reshape(target.shape))
+
+    def gather(self, block: Block, columns: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, Any]:
+        """One element per row of the block, at the class ``columns[row]``, in the array's own dtype."""
+        source = self._block_view(block)
+        picked = np.take_along_axis(source, columns.reshape(*source.shape[:2], 1), axis=-1)
+        return picked.reshape(-1)
 
 
 #: Tasks per thread that ``for_each`` hands to the pool: consecutive items go together, so that a task is not one

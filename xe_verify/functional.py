@@ -19,15 +19,14 @@ import numpy as np
 
 from xe_verify._arrays import (
     Float64Array,
-    as_class_indices,
     as_float64,
     as_real,
     check_broadcasts_to,
+    check_class_indices,
     check_in_unit_interval,
     check_reduction,
-    reduce,
 )
-from xe_verify._blocks import RowLayout, elementwise, for_each, workspace
+from xe_verify._blocks import Block, RowLayout, chunks, elementwise, for_each, workspace
 from xe_verify._softmax import ShiftedRows, shift_rows
 
 __all__ = [
@@ -45,7 +44,7 @@ __all__ = [
 ]
 
 Loss = Float64Array | np.float64
-Block = tuple[int, int, int]
+IndexArray = np.ndarray[Any, np.dtype[np.int64]]
 
 #: Every deliberate difference from ``torch.nn.functional`` (torch 2.13), one line each. The docs publish this list.
 DIFFERENCES_FROM_TORCH: tuple[str, ...] = (
@@ -77,16 +76,6 @@ DIFFERENCES_FROM_TORCH: tuple[str, ...] = (
 # Layout: every softmax loss works on rows of classes, shape (M, C), whatever the input's shape.
 
 
-def _to_rows(array: Float64Array) -> Float64Array:
-    """(C,) -> (1, C); (N, C) -> itself; (N, C, d1..dk) -> (N * d1 * .. * dk, C) with classes last."""
-    if array.ndim == 1:
-        return array[None, :]
-    if array.ndim == 2:
-        return array
-    moved = np.moveaxis(array, 1, -1)
-    return moved.reshape(int(np.prod(moved.shape[:-1], dtype=np.int64)), array.shape[1])
-
-
 def _output_shape(input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Shape of the per-position losses: the input's shape without its class dimension."""
     if len(input_shape) == 1:
@@ -99,14 +88,9 @@ def _check_has_class_dim(x: Float64Array) -> None:
         raise ValueError("input: expected 1 or more dimensions, (C,), (N, C) or (N, C, d1, ..., dk), got a 0-d array")
 
 
-def _class_index_rows(x: Float64Array, target: Any) -> tuple[Float64Array, np.ndarray[Any, np.dtype[np.int64]]]:
-    """Validate class-index targets against the input's shape; return the input rows and the flat targets."""
-    return _to_rows(x), _class_index_targets(x, target)
-
-
-def _class_index_targets(x: np.ndarray[Any, Any], target: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """Validate class-index targets against the input's shape; return them flat, in row order."""
-    y = as_class_indices(target, "target")
+def _class_index_targets(x: np.ndarray[Any, Any], target: Any) -> np.ndarray[Any, Any]:
+    """Validate class-index targets against the input's shape; return them flat, in row order, in their own dtype."""
+    y = check_class_indices(target, "target")
     expected = _output_shape(x.shape)
     if x.ndim == 1:
         if y.shape not in {(), (1,)}:
@@ -145,17 +129,56 @@ def _check_ignore_index(ignore_index: Any) -> int:
     return int(ignore_index)
 
 
-def _valid_targets(y: np.ndarray[Any, np.dtype[np.int64]], classes: int, ignore_index: int) -> np.ndarray[Any, Any]:
-    """Mask of the targets that count, after torch's order of checks: ``ignore_index`` first, then the bounds."""
-    valid: np.ndarray[Any, Any] = y != ignore_index
-    out_of_bounds = valid & ((y < 0) | (y >= classes))
-    if out_of_bounds.any():
-        position = int(np.argmax(out_of_bounds))
-        raise IndexError(
-            f"Target {int(y[position])} is out of bounds. (target element {position} in flattened order; "
-            f"expected 0 <= target < {classes} or target == ignore_index ({ignore_index}))"
-        )
-    return valid
+#: Targets per chunk of the bounds check (512 KiB of int64): the check needs no temporary the size of the targets.
+TARGET_CHUNK = 1 << 16
+
+
+def _check_target_bounds(y: np.ndarray[Any, Any], classes: int, ignore_index: int) -> None:
+    """Raise torch's IndexError at the first target outside ``[0, C)`` that is not ``ignore_index``.
+
+    torch tests ``ignore_index`` first, then the bounds, so an ignored target may be any integer. ``min`` and ``max``
+    settle the common case without a temporary; otherwise the targets are scanned in chunks, in order.
+    """
+    if y.size == 0 or (int(y.min()) >= 0 and int(y.max()) < classes):
+        return
+    for part in chunks(y.size, TARGET_CHUNK):
+        values = y[part].astype(np.int64)
+        out_of_bounds = (values != ignore_index) & ((values < 0) | (values >= classes))
+        if out_of_bounds.any():
+            position = part.start + int(np.argmax(out_of_bounds))
+            raise IndexError(
+                f"Target {int(y[position])} is out of bounds. (target element {position} in flattened order; "
+                f"expected 0 <= target < {classes} or target == ignore_index ({ignore_index}))"
+            )
+
+
+def _valid_targets(y: np.ndarray[Any, Any], classes: int, ignore_index: int) -> tuple[np.ndarray[Any, Any], IndexArray]:
+    """Check the bounds; return the mask of the targets that count and the targets with 0 at the ignored ones."""
+    _check_target_bounds(y, classes, ignore_index)
+    return _counted(y, ignore_index)
+
+
+def _counted(y: np.ndarray[Any, Any], ignore_index: int) -> tuple[np.ndarray[Any, Any], IndexArray]:
+    """The mask of the targets that count (not ``ignore_index``), and the targets as int64 with 0 at the others."""
+    indices = y.astype(np.int64, copy=False)
+    valid = indices != ignore_index
+    return valid, np.where(valid, indices, 0)
+
+
+def _block_targets(
+    y: np.ndarray[Any, Any], w: Float64Array | None, ignore_index: int
+) -> tuple[np.ndarray[Any, Any], IndexArray, Float64Array | None]:
+    """One block's (checked) targets: the mask of those that count, safe indices, their weights (``None``: all 1)."""
+    valid, safe_y = _counted(y, ignore_index)
+    return valid, safe_y, None if w is None else w[safe_y]
+
+
+def _counted_weight(valid: np.ndarray[Any, Any], target_weight: Float64Array | None) -> float:
+    """The mean's denominator over one block: the counted targets' weights, or their number."""
+    if target_weight is None:
+        return float(np.count_nonzero(valid))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sum(np.where(valid, target_weight, 0.0)))
 
 
 def _label_smoothing(value: Any) -> float:
@@ -439,44 +462,49 @@ def cross_entropy(
         return _cross_entropy_probabilities(x, target_array, w, ignore_index, reduction, smoothing)
 
     y = _class_index_targets(x, target_array)
-    valid = _valid_targets(y, classes, ignore_index)
-    safe_y = np.where(valid, y, 0)
+    _check_target_bounds(y, classes, ignore_index)
     if reduction == "mean":
         w = _scaled_for_mean(w)
-    target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
-    losses = np.zeros(y.shape)
-    # torch divides the nll and smoothing sums by the denominator separately: keep them apart for a zero one.
-    separate = smoothing > 0.0 and reduction == "mean"
-    nll_parts, smooth_parts = (np.zeros(y.shape), np.zeros(y.shape)) if separate else (None, None)
-    if classes and y.size:
-        layout = RowLayout(x)
+    layout = RowLayout(x)
+    blocks = layout.blocks() if classes else []  # with no class, every target is ignore_index (or out of bounds)
+    output = np.zeros(layout.rows) if reduction == "none" else None
+    # Per block, in fixed block order (the same whatever the threads): the sum of the losses, of the counted targets'
+    # weights, and of the nll and smoothing parts apart (torch divides each by a zero denominator on its own).
+    sums = np.zeros((4, len(blocks)))
 
-        def work(block: Block) -> None:
-            rows = layout.row_slice(block)
-            shifted = shift_rows(layout.load(block), in_workspace=True)
-            picked = safe_y[rows]
-            with np.errstate(invalid="ignore", over="ignore"):
-                nll = (shifted.log_partition[:, 0] - _gather(shifted.shifted, picked)) - _gather(shifted.error, picked)
-                block_losses = target_weight[rows] * nll
-                if smoothing > 0.0:
-                    smooth = _smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape))
-                    if nll_parts is not None and smooth_parts is not None:
-                        nll_parts[rows], smooth_parts[rows] = block_losses, smooth
-                    block_losses = (1.0 - smoothing) * block_losses + (smoothing / classes) * smooth
-            losses[rows] = block_losses
+    def work(item: tuple[int, Block]) -> None:
+        index, block = item
+        rows = layout.row_slice(block)
+        valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
+        shifted = shift_rows(layout.load(block), in_workspace=True)
+        with np.errstate(invalid="ignore", over="ignore"):
+            losses = (shifted.log_partition[:, 0] - _gather(shifted.shifted, picked)) - _gather(shifted.error, picked)
+            if target_weight is not None:
+                losses *= target_weight
+            if smoothing > 0.0:
+                smooth = _smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape))
+                sums[2, index] = np.sum(np.where(valid, losses, 0.0))
+                sums[3, index] = np.sum(np.where(valid, smooth, 0.0))
+                losses = (1.0 - smoothing) * losses + (smoothing / classes) * smooth
+            losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
+            sums[0, index] = np.sum(losses)
+        sums[1, index] = _counted_weight(valid, target_weight)
+        if output is not None:
+            output[rows] = losses
 
-        for_each(work, layout.blocks(), x.size)
-        losses = np.where(valid, losses, 0.0)
-    denominator = np.sum(np.where(valid, target_weight, 0.0))
-    if nll_parts is not None and smooth_parts is not None and denominator == 0:
-        nll_sum, smooth_sum = (np.sum(np.where(valid, part, 0.0)) for part in (nll_parts, smooth_parts))
+    for_each(work, list(enumerate(blocks)), x.size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total, denominator, nll_sum, smooth_sum = sums.sum(axis=1)
+    if output is not None:
+        return output.reshape(_output_shape(x.shape))
+    if smoothing > 0.0 and reduction == "mean" and denominator == 0:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # torch divides each sum by the zero denominator: 0/0 or inf - inf is NaN, not an infinity.
             over_zero: np.float64 = np.float64(
                 (1.0 - smoothing) * (nll_sum / 0.0) + (smoothing / classes) * (smooth_sum / 0.0)
             )
         return over_zero
-    return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
+    return _finish(None, total, reduction, denominator)
 
 
 def _scaled_for_mean(w: Float64Array | None) -> Float64Array | None:
@@ -532,32 +560,41 @@ def _cross_entropy_probabilities(
     _check_probability_target(x, target, ignore_index)
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     layout, target_layout = RowLayout(x), RowLayout(target)
-    losses = np.zeros(layout.rows)
-    if classes and layout.rows:
+    blocks = layout.blocks() if classes else []
+    output = np.zeros(layout.rows) if reduction == "none" else None
+    sums = np.zeros(len(blocks))  # per block, in fixed order
 
-        def work(block: Block) -> None:
-            shifted = shift_rows(layout.load(block), in_workspace=True)
-            q = target_layout.load(block, index=5)
-            scratch = workspace(2, *q.shape)
-            with np.errstate(invalid="ignore", over="ignore"):
-                if smoothing > 0.0:
-                    q *= 1.0 - smoothing
-                    q += smoothing / classes
-                if w is not None:
-                    q *= w
-                # -sum_c q'_c lsm_c = L sum_c q'_c - sum_c q'_c (d_c + e_c): non-negative parts for q' >= 0.
-                shift_part = np.multiply(q, shifted.shifted, out=scratch).sum(axis=-1)
-                shift_part += np.multiply(q, shifted.error, out=scratch).sum(axis=-1)
-                losses[layout.row_slice(block)] = shifted.log_partition[:, 0] * q.sum(axis=-1) - shift_part
+    def work(item: tuple[int, Block]) -> None:
+        index, block = item
+        shifted = shift_rows(layout.load(block), in_workspace=True)
+        q = target_layout.load(block, index=5)
+        scratch = workspace(2, *q.shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if smoothing > 0.0:
+                q *= 1.0 - smoothing
+                q += smoothing / classes
+            if w is not None:
+                q *= w
+            # -sum_c q'_c lsm_c = L sum_c q'_c - sum_c q'_c (d_c + e_c): non-negative parts for q' >= 0.
+            shift_part = np.multiply(q, shifted.shifted, out=scratch).sum(axis=-1)
+            shift_part += np.multiply(q, shifted.error, out=scratch).sum(axis=-1)
+            losses = shifted.log_partition[:, 0] * q.sum(axis=-1) - shift_part
+            sums[index] = np.sum(losses)
+        if output is not None:
+            output[layout.row_slice(block)] = losses
 
-        for_each(work, layout.blocks(), x.size)
-    return reduce(losses.reshape(_output_shape(x.shape)), reduction, layout.rows)
+    for_each(work, list(enumerate(blocks)), x.size)
+    if output is not None:
+        return output.reshape(_output_shape(x.shape))
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sum(sums))
+    return _finish(None, total, reduction, layout.rows)
 
 
 def _nll_arguments(
     input: Any, target: Any, weight: Any, ignore_index: int
-) -> tuple[np.ndarray[Any, Any], int, Float64Array | None, np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.int64]]]:
-    """Validate ``nll_loss``'s arguments: the input, C, the weights, the mask of counted targets, safe targets."""
+) -> tuple[np.ndarray[Any, Any], int, Float64Array | None, np.ndarray[Any, Any]]:
+    """Validate ``nll_loss``'s arguments: the input, C, the weights, the flat (bounds-checked) targets."""
     x = as_real(input, "input")
     _check_has_class_dim(x)
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
@@ -569,8 +606,8 @@ def _nll_arguments(
             f"of shape {_output_shape(x.shape)}, got shape {target_array.shape}"
         )
     y = _class_index_targets(x, target_array)
-    valid = _valid_targets(y, classes, ignore_index)
-    return x, classes, w, valid, np.where(valid, y, 0)
+    _check_target_bounds(y, classes, ignore_index)
+    return x, classes, w, y
 
 
 def nll_loss(
@@ -611,18 +648,33 @@ def nll_loss(
     """
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
-    x, classes, w, valid, safe_y = _nll_arguments(input, target, weight, ignore_index)
+    x, classes, w, y = _nll_arguments(input, target, weight, ignore_index)
     if reduction == "mean":
         w = _scaled_for_mean(w)
-    target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
-    losses = np.zeros(safe_y.shape)
-    if classes and safe_y.size:
-        # Only the target column is read: gather it from the input as it is (no float64 copy of the input).
-        picked = np.take_along_axis(RowLayout(x).view, safe_y.reshape(RowLayout(x).view.shape[:2])[..., None], -1)
-        with np.errstate(invalid="ignore"):
-            losses = np.where(valid, -target_weight * picked.reshape(-1).astype(np.float64), 0.0)
-    denominator = np.sum(np.where(valid, target_weight, 0.0))
-    return reduce(losses.reshape(_output_shape(x.shape)), reduction, denominator)
+    layout = RowLayout(x)
+    # Only the target column is read, from the input as it is (no float64 copy): blocks count rows, not elements.
+    blocks = layout.blocks(columns=1) if classes else []
+    output = np.zeros(layout.rows) if reduction == "none" else None
+    sums = np.zeros((2, len(blocks)))  # per block, in fixed order: the losses, the counted targets' weights
+
+    def work(item: tuple[int, Block]) -> None:
+        index, block = item
+        rows = layout.row_slice(block)
+        valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
+        values = layout.gather(block, picked).astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            losses = np.where(valid, -(values if target_weight is None else target_weight * values), 0.0)
+            sums[0, index] = np.sum(losses)
+        sums[1, index] = _counted_weight(valid, target_weight)
+        if output is not None:
+            output[rows] = losses
+
+    for_each(work, list(enumerate(blocks)), layout.rows)
+    if output is not None:
+        return output.reshape(_output_shape(x.shape))
+    with np.errstate(over="ignore", invalid="ignore"):
+        total, denominator = sums.sum(axis=1)
+    return _finish(None, total, reduction, denominator)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from xe_verify._arrays import (
     check_broadcasts_to,
     check_reduction,
 )
-from xe_verify._blocks import RowLayout, elementwise, for_each, workspace
+from xe_verify._blocks import Block, RowLayout, elementwise, for_each, workspace
 from xe_verify._softmax import shift_rows
 from xe_verify.functional import (
     _bce_arguments,
@@ -43,6 +43,7 @@ from xe_verify.functional import (
     _check_probability_target,
     _class_index_targets,
     _class_weight,
+    _counted,
     _label_smoothing,
     _nll_arguments,
     _output_shape,
@@ -59,7 +60,6 @@ __all__ = [
     "nll_loss",
 ]
 
-Block = tuple[int, int, int]
 
 #: torch's guard in the BCE gradient's denominator, ``max(p (1 - p), EPSILON)``: ATen's ``EPSILON = 1e-12`` is a
 #: ``float`` constant, so in float64 it is float32(1e-12) = 9.999999960041972e-13, not 1e-12 (torch-semantics §3).
@@ -100,8 +100,10 @@ def _log_softmax_backward(x: np.ndarray[Any, Any], fill: Any) -> Float64Array:
     layout, output = RowLayout(x), RowLayout(gradient)
 
     def work(block: Block) -> None:
-        batch, start, stop = block
-        rows = output.view[batch, start:stop]
+        # Write straight into the gradient where its layout allows a 2-D view of the block, else through buffer 6.
+        view = output.rows_view(block)
+        positions = layout.row_slice(block)
+        rows = view if view is not None else workspace(6, positions.stop - positions.start, layout.classes)
         fill(block, rows)
         shifted = shift_rows(layout.load(block), in_workspace=True)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -111,6 +113,8 @@ def _log_softmax_backward(x: np.ndarray[Any, Any], fill: Any) -> Float64Array:
             probabilities /= np.exp(shifted.log_partition)
             probabilities *= total
             rows -= probabilities
+        if view is None:
+            output.store(block, rows)
 
     for_each(work, layout.blocks(), x.size)
     return gradient
@@ -192,8 +196,7 @@ def cross_entropy(
         return _cross_entropy_probabilities(x, target_array, w, reduction, smoothing, grad_output)
 
     y = _class_index_targets(x, target_array)
-    valid = _valid_targets(y, classes, ignore_index)
-    safe_y = np.where(valid, y, 0)
+    valid, safe_y = _valid_targets(y, classes, ignore_index)
     target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
     upstream = _grad_output(grad_output, reduction, _output_shape(x.shape))
     position_upstream = np.broadcast_to(upstream, _output_shape(x.shape)).reshape(-1)
@@ -295,7 +298,8 @@ def nll_loss(
     """
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
-    x, classes, w, valid, safe_y = _nll_arguments(input, target, weight, ignore_index)
+    x, classes, w, y = _nll_arguments(input, target, weight, ignore_index)
+    valid, safe_y = _counted(y, ignore_index)
     target_weight = np.ones(safe_y.shape) if w is None else w[safe_y] if classes else np.zeros(safe_y.shape)
     upstream = _grad_output(grad_output, reduction, _output_shape(x.shape))
     scale = np.broadcast_to(upstream, _output_shape(x.shape)).reshape(-1)
