@@ -10,7 +10,7 @@ import numpy as np
 from adapters import Implementation
 
 from xe_verify import functional
-from xe_verify.tolerances import allowed_error, condition_scale, operation_count
+from xe_verify.tolerances import SMALLEST_NORMAL, allowed_error, condition_scale, operation_count
 
 SOFTMAX_LOSSES = {"cross_entropy", "nll_loss"}
 
@@ -64,7 +64,9 @@ def bound(function: str, dtype: str, arguments: dict[str, Any], reference: np.nd
         denominator, denominator_scale = _denominator(function, arguments)
         with np.errstate(divide="ignore"):
             scale = total_scale / abs(denominator) + np.abs(reference) * denominator_scale / abs(denominator)
-    return allowed_error(reference, scale, dtype, operations)
+            # The numerator's underflow error (k eta, see xe_verify.tolerances) divided by the denominator.
+            underflow = operations * SMALLEST_NORMAL[dtype] / np.abs(np.float64(denominator))
+    return allowed_error(reference, scale, dtype, operations) + underflow
 
 
 def _same_non_finite(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:

@@ -193,23 +193,20 @@ def test_cross_entropy_is_within_4_ulp(logits: tuple[np.ndarray, np.ndarray], da
     assert_within_ulp(reference, oracle, "cross_entropy", x=x, target=target, weight=weight, label_smoothing=smoothing)
 
 
-# Below the normal range (2.2e-308) every rounding is an absolute error of up to half the subnormal spacing; the
-# weight then multiplies the error of the surprisal: 24 ULP (of the subnormal spacing) for a weight of 10.
-SUBNORMAL_REPRO = (
-    "cross_entropy([[715.0, 0, 0, 0, 0, 0]], [0], weight=[10.0] * 6, reduction='none') = 1.508048967066886e-309, "
-    "exact 1.50804896706677e-309 (24 ULP)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=f"reference exceeds 4 ULP: {SUBNORMAL_REPRO}")
+# Below the normal range (2.2e-308) every rounding is an absolute error of up to half the subnormal spacing: summed
+# over the classes and multiplied by the weight, the terms exp(x - m) of such a row were 24 ULP off in
+# cross_entropy([[715.0, 0, 0, 0, 0, 0]], [0], weight=[10.0] * 6, reduction='none') (1.508e-309). The reference now
+# sums them scaled by 2^1000 and rounds w L once (xe_verify._softmax, TINY_PARTITION).
 @given(
-    gap=_floats(708.0, 745.0),
-    classes=st.integers(2, 6),
+    gap=_floats(640.0, 800.0),
+    classes=st.integers(2, 40),
     weight=_floats(1.0, 10.0),
     probabilities=st.booleans(),
 )
 @example(gap=715.0, classes=6, weight=10.0, probabilities=False)
-def test_weighted_cross_entropy_with_a_subnormal_loss_is_within_4_ulp(
+@example(gap=745.0, classes=40, weight=10.0, probabilities=True)
+@example(gap=665.5, classes=2, weight=3.0, probabilities=False)  # just below TINY_PARTITION
+def test_a_loss_in_the_subnormal_range_is_within_4_ulp(
     gap: float, classes: int, weight: float, probabilities: bool
 ) -> None:
     x = np.zeros((1, classes))
@@ -218,6 +215,21 @@ def test_weighted_cross_entropy_with_a_subnormal_loss_is_within_4_ulp(
     reference = functional.cross_entropy(x, target, [weight] * classes, reduction="none")
     oracle = exact.cross_entropy(x, target, [weight] * classes, reduction="none")
     assert_within_ulp(reference, oracle, "cross_entropy", x=x, target=target, weight=weight)
+    log_softmax = functional.log_softmax(x, dim=1)
+    assert_within_ulp(log_softmax, exact.log_softmax(x, dim=1), "log_softmax", x=x)
+
+
+# A subnormal label_smoothing: eps / C rounds to a relative error of up to 1/2, and the smoothed target q' times a
+# large -lsm made cross_entropy([[704.0, 0.0]], [[1.0, 0.0]], label_smoothing=5e-324) 5.2 ULP off.
+@given(gap=_floats(600.0, 740.0), smoothing=_floats(5e-324, 1e-300), classes=st.integers(2, 5))
+@example(gap=704.0, smoothing=5e-324, classes=2)
+def test_a_subnormal_label_smoothing_is_within_4_ulp(gap: float, smoothing: float, classes: int) -> None:
+    x = np.zeros((1, classes))
+    x[0, 0] = gap
+    for target in (np.eye(classes)[:1], np.array([0])):
+        reference = functional.cross_entropy(x, target, reduction="none", label_smoothing=smoothing)
+        oracle = exact.cross_entropy(x, target, reduction="none", label_smoothing=smoothing)
+        assert_within_ulp(reference, oracle, "cross_entropy", x=x, target=target, label_smoothing=smoothing)
 
 
 @given(logits=hard_logits(), data=st.data())
@@ -321,22 +333,39 @@ def test_binary_cross_entropy_with_logits_is_within_4_ulp(x: np.ndarray, data: s
     _bce_with_logits_within_4_ulp(x, t, weight, None)
 
 
-# l_w = 1 + (pos_weight - 1) t would cancel for a small pos_weight and t near 1; the reference uses (1 - t) + pw t.
-# The example is that case (it was 4.2e7 ULP off before).
 @given(
     x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=5), elements=_logit),
     data=st.data(),
 )
-@example(x=np.array([0.0]), data=None)
-def test_binary_cross_entropy_with_logits_and_pos_weight_is_within_4_ulp(
-    x: np.ndarray, data: st.DataObject | None
-) -> None:
-    if data is None:
-        t, pos_weight = np.array([1.0]), np.array([1e-8])
-    else:
-        t = data.draw(hnp.arrays(np.float64, x.shape, elements=_probability))
-        pos_weight = data.draw(hnp.arrays(np.float64, x.shape[-1:], elements=_floats(0.0, 10.0)))
+def test_binary_cross_entropy_with_logits_and_pos_weight_is_within_4_ulp(x: np.ndarray, data: st.DataObject) -> None:
+    t = data.draw(hnp.arrays(np.float64, x.shape, elements=_probability))
+    pos_weight = data.draw(hnp.arrays(np.float64, x.shape[-1:], elements=_floats(0.0, 10.0)))
     _bce_with_logits_within_4_ulp(x, t, None, pos_weight)
+
+
+@pytest.mark.parametrize(
+    ("x", "t", "weight", "pos_weight"),
+    [
+        # l_w = 1 + (pw - 1) t cancels for a small pw and t near 1: 4.2e7 ULP off before the reference took
+        # (1 - t) + pw t.
+        (0.0, 1.0, None, 1e-8),
+        # (pw t) |x| rounds pw t in the subnormal range first: 5.2 ULP off before the reference took pw (t |x|).
+        (-704.0, 2.0**-52, None, 1e-296),
+        # w exp(-|x|) is subnormal and w multiplied the rounding error of exp(-|x|): 4.3 ULP off before the reference
+        # computed it scaled by 2^1000 and rounded once.
+        (725.0, 1.0, 10.0, None),
+        (-740.0, 0.0, 9.9, 3.0),
+    ],
+)
+def test_binary_cross_entropy_with_logits_hard_cases_are_within_4_ulp(
+    x: float, t: float, weight: float | None, pos_weight: float | None
+) -> None:
+    _bce_with_logits_within_4_ulp(
+        np.array([x]),
+        np.array([t]),
+        None if weight is None else np.array([weight]),
+        None if pos_weight is None else np.array([pos_weight]),
+    )
 
 
 @given(x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=5), elements=_logit))
@@ -474,21 +503,26 @@ def test_reduced_cross_entropy_is_within_the_summation_bound(
 
 # Unscaled, the weighted losses w * S underflow with the weights and the mean's ratio loses every digit
 # (cross_entropy([[0.0, 0.0]], [0], weight=[5e-324, 5e-324]) was 1.0, not log 2); the reference scales the weights by
-# a power of two first, which leaves the mean unchanged.
+# a power of two first, which leaves the mean unchanged. The scale must follow the weights of the targets present:
+# scaled by the weight of a class no target names, weight=[5e-324, 1.0] made the mean NaN (the 5e-324 vanished).
 @given(
     x=hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 5)), elements=_floats(-30.0, 30.0)),
     weight=_floats(5e-324, 1e-300),
+    absent=_floats(0.0, 10.0),
 )
-@example(x=np.array([[0.0, 0.0]]), weight=5e-324)
-def test_mean_cross_entropy_with_subnormal_weights_is_within_the_summation_bound(x: np.ndarray, weight: float) -> None:
-    weights = np.full(x.shape[1], weight)
+@example(x=np.array([[0.0, 0.0]]), weight=5e-324, absent=5e-324)
+@example(x=np.array([[0.0, 0.0]]), weight=5e-324, absent=1.0)
+def test_mean_with_subnormal_weights_is_within_the_summation_bound(x: np.ndarray, weight: float, absent: float) -> None:
+    weights = np.full(x.shape[1], absent)
+    weights[0] = weight
     target = np.zeros(x.shape[0], dtype=np.int64)
-    assert_reduction_within_bound(
-        functional.cross_entropy(x, target, weights),
-        exact.cross_entropy(x, target, weights),
-        x.shape[0],
-        "cross_entropy(mean)",
-    )
+    for name in ("cross_entropy", "nll_loss"):
+        assert_reduction_within_bound(
+            getattr(functional, name)(x, target, weights),
+            getattr(exact, name)(x, target, weights),
+            x.shape[0],
+            f"{name}(mean)",
+        )
 
 
 @given(

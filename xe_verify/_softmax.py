@@ -19,18 +19,42 @@ Why each piece is there:
   error of the term, and a confident row's ``s`` is made of such terms. ``exp(d + e) = exp(d)(1 + e)`` to first order.
 * ``d_c - L`` adds two non-positive numbers, so nothing cancels.
 
+Rows whose ``L`` is below ``TINY_PARTITION`` (a target logit more than about 665 above every other) have terms in
+the subnormal range, where every rounding is an absolute error of half the subnormal spacing: ``C`` of them would add
+up to several ULP of ``L``. Their terms are computed scaled by ``2^PARTITION_SCALE`` (with ``x - m + K ln 2`` split
+Cody-Waite style so that the shift stays exact), summed in the normal range, and scaled back once. The scaled sum is
+kept (``ShiftedRows.tiny_rows``, ``tiny_scaled``) so that a loss ``w L`` is rounded once, not ``L`` and then ``w L``.
+
 Non-finite rows follow torch: a NaN or ``+inf`` anywhere makes the row NaN, a row of ``-inf`` is NaN (its logsumexp
 is ``-inf``), and ``-inf`` at one class gives that class ``-inf`` and the others a finite value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from xe_verify._arrays import Float64Array
 from xe_verify._blocks import workspace
+
+#: Rows whose log-partition ``L`` is below this are recomputed scaled (see the module docstring). Their terms are all
+#: below ``2^-960``: ``C`` subnormal roundings of ``2^-1075`` each stay below ``u L`` for any ``C < 2^62``.
+TINY_PARTITION = 2.0**-960
+
+#: The power of two the terms of tiny rows are scaled by: they stay below ``2^40`` (no overflow) and above the
+#: subnormal range down to ``x - m = -1100`` (far below the smallest term that can matter).
+PARTITION_SCALE = 1000
+
+#: ``ln 2`` split Cody-Waite style: the high part has 42 fractional bits, so ``PARTITION_SCALE * LN2_HIGH`` (52 bits)
+#: is exact, and so is ``(x - m) + PARTITION_SCALE * LN2_HIGH`` for the shifts of tiny rows (between -1100 and -665).
+LN2_HIGH = float(np.floor(np.log(2.0) * 2.0**42) / 2.0**42)
+#: The rest of ``ln 2``: float64 ``ln 2`` less the high part (exact, Sterbenz), plus float64 ``ln 2``'s own error.
+LN2_LOW = (0.6931471805599453 - LN2_HIGH) + 2.319046813846299558e-17
+
+_NO_ROWS: Any = np.zeros(0, dtype=np.int64)
+_NO_VALUES: Any = np.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -47,12 +71,34 @@ class ShiftedRows:
         The rounding error ``e = (x - m) - d`` (0 where ``d`` is not finite).
     log_partition : (M, 1) array
         ``L = log(sum_j exp(x_j - m))``, computed as ``log1p`` of the terms other than the maximum's.
+    tiny_rows : (T,) int array
+        The rows whose ``L`` is below ``TINY_PARTITION``; there ``L`` is the sum of the terms, rounded once.
+    tiny_scaled : (T,) array
+        ``L * 2^PARTITION_SCALE`` for those rows, so that a product ``w L`` can be rounded once:
+        ``np.ldexp(w * tiny_scaled, -PARTITION_SCALE)``.
     """
 
     maximum: Float64Array
     shifted: Float64Array
     error: Float64Array
     log_partition: Float64Array
+    tiny_rows: np.ndarray[Any, np.dtype[np.int64]] = field(default_factory=lambda: _NO_ROWS)
+    tiny_scaled: Float64Array = field(default_factory=lambda: _NO_VALUES)
+
+    def take(self, rows: np.ndarray[Any, Any]) -> ShiftedRows:
+        """The same for a selection of rows (a boolean mask or indices): copies."""
+        selected = np.zeros(self.maximum.shape[0], dtype=bool)
+        selected[rows] = True
+        tiny = selected[self.tiny_rows]
+        renumbered = np.cumsum(selected) - 1
+        return ShiftedRows(
+            self.maximum[rows],
+            self.shifted[rows],
+            self.error[rows],
+            self.log_partition[rows],
+            renumbered[self.tiny_rows[tiny]],
+            self.tiny_scaled[tiny],
+        )
 
     def log_softmax(self) -> Float64Array:
         """``log_softmax`` of every element: ``(d - L) + e``."""
@@ -102,9 +148,41 @@ def shift_rows(rows: Float64Array, *, in_workspace: bool = False) -> ShiftedRows
     # b is free again: it holds the terms exp(x - m).
     terms = ShiftedRows(maximum, shifted, error, maximum).exp_shifted(out=b, scratch=scratch)
     # The maximum's own term is exactly exp(0) = 1: leave it out of the sum and let log1p add it back.
-    np.put_along_axis(terms, np.argmax(rows, axis=-1)[:, None], 0.0, axis=-1)
+    top = np.argmax(rows, axis=-1)
+    np.put_along_axis(terms, top[:, None], 0.0, axis=-1)
     with np.errstate(invalid="ignore"):
         log_partition = np.log1p(terms.sum(axis=-1, keepdims=True))
     # A +inf maximum's own term is inf - inf = NaN, which the line above left out: put it back, as torch has it.
     log_partition[np.isposinf(maximum)] = np.nan
-    return ShiftedRows(maximum, shifted, error, log_partition)
+    tiny_rows = np.flatnonzero(log_partition[:, 0] < TINY_PARTITION)  # NaN rows compare False
+    if not tiny_rows.size:
+        return ShiftedRows(maximum, shifted, error, log_partition)
+    tiny_scaled = _scaled_partition(shifted[tiny_rows], error[tiny_rows], top[tiny_rows])
+    # log1p(s) = s - s^2/2 rounds to s here (s < 2^-960), so L is the scaled sum scaled back: one rounding.
+    log_partition[tiny_rows, 0] = np.ldexp(tiny_scaled, -PARTITION_SCALE)
+    return ShiftedRows(maximum, shifted, error, log_partition, tiny_rows, tiny_scaled)
+
+
+def _scaled_partition(shifted: Float64Array, error: Float64Array, top: np.ndarray[Any, Any]) -> Float64Array:
+    """``2^K sum_{j != top} exp(d_j + e_j)`` per row, in the normal range (``K = PARTITION_SCALE``).
+
+    ``2^K exp(d + e) = exp(r + r')`` with ``r = d + K LN2_HIGH`` (exact for the shifts of tiny rows) and the small
+    ``r' = e + K LN2_LOW`` (about 1e-10: its square is far below ``u``), carried as ``exp(r)(1 + r')``: a few
+    roundings of the term's size each.
+    """
+    terms = scaled_exp(shifted, error)
+    np.put_along_axis(terms, top[:, None], 0.0, axis=-1)
+    scaled: Float64Array = terms.sum(axis=-1)
+    return scaled
+
+
+def scaled_exp(shift: Float64Array, error: Float64Array | float = 0.0) -> Float64Array:
+    """``2^K exp(shift + error)`` (``K = PARTITION_SCALE``), for shifts where ``exp`` alone would be (nearly) subnormal.
+
+    ``shift + K LN2_HIGH`` is exact for shifts between -1100 and -665, and the small rest
+    ``r' = error + K LN2_LOW`` (about 1e-10) is carried as ``exp(r)(1 + r')``: a few roundings of the result's size.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms: Float64Array = np.exp(shift + PARTITION_SCALE * LN2_HIGH)
+        terms += terms * (error + PARTITION_SCALE * LN2_LOW)
+    return terms

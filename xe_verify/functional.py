@@ -27,7 +27,7 @@ from xe_verify._arrays import (
     check_reduction,
 )
 from xe_verify._blocks import Block, RowLayout, chunks, elementwise, for_each, workspace
-from xe_verify._softmax import ShiftedRows, shift_rows
+from xe_verify._softmax import PARTITION_SCALE, TINY_PARTITION, ShiftedRows, scaled_exp, shift_rows
 
 __all__ = [
     "DIFFERENCES_FROM_TORCH",
@@ -463,38 +463,43 @@ def cross_entropy(
 
     y = _class_index_targets(x, target_array)
     _check_target_bounds(y, classes, ignore_index)
-    if reduction == "mean":
-        w = _scaled_for_mean(w)
     layout = RowLayout(x)
     blocks = layout.blocks() if classes else []  # with no class, every target is ignore_index (or out of bounds)
     output = np.zeros(layout.rows) if reduction == "none" else None
     # Per block, in fixed block order (the same whatever the threads): the sum of the losses, of the counted targets'
-    # weights, and of the nll and smoothing parts apart (torch divides each by a zero denominator on its own).
-    sums = np.zeros((4, len(blocks)))
+    # weights, the nll and smoothing parts apart (torch divides each by a zero denominator on its own), and the power
+    # of two the block's weights were scaled by for the mean (see _scaled_weights).
+    sums = np.zeros((5, len(blocks)))
 
     def work(item: tuple[int, Block]) -> None:
         index, block = item
         rows = layout.row_slice(block)
         valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
+        exponent = 0
+        if target_weight is not None and reduction == "mean":
+            target_weight, exponent = _scaled_weights(target_weight, valid)
         shifted = shift_rows(layout.load(block), in_workspace=True)
         with np.errstate(invalid="ignore", over="ignore"):
-            losses = (shifted.log_partition[:, 0] - _gather(shifted.shifted, picked)) - _gather(shifted.error, picked)
+            target_shift, target_error = _gather(shifted.shifted, picked), _gather(shifted.error, picked)
+            losses = (shifted.log_partition[:, 0] - target_shift) - target_error
             if target_weight is not None:
                 losses *= target_weight
+                _round_tiny_rows_once(losses, shifted, target_weight, (target_shift == 0) & (target_error == 0))
             if smoothing > 0.0:
-                smooth = _smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape))
+                smooth = np.ldexp(_smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape)), -exponent)
                 sums[2, index] = np.sum(np.where(valid, losses, 0.0))
                 sums[3, index] = np.sum(np.where(valid, smooth, 0.0))
-                losses = (1.0 - smoothing) * losses + (smoothing / classes) * smooth
+                # eps (S / C), not (eps / C) S: a subnormal eps / C would round to a large relative error.
+                losses = (1.0 - smoothing) * losses + smoothing * (smooth / classes)
             losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
             sums[0, index] = np.sum(losses)
         sums[1, index] = _counted_weight(valid, target_weight)
+        sums[4, index] = exponent
         if output is not None:
             output[rows] = losses
 
     for_each(work, list(enumerate(blocks)), x.size)
-    with np.errstate(over="ignore", invalid="ignore"):
-        total, denominator, nll_sum, smooth_sum = sums.sum(axis=1)
+    total, denominator, nll_sum, smooth_sum = _sum_blocks(sums[:4], sums[4])
     if output is not None:
         return output.reshape(_output_shape(x.shape))
     if smoothing > 0.0 and reduction == "mean" and denominator == 0:
@@ -507,18 +512,47 @@ def cross_entropy(
     return _finish(None, total, reduction, denominator)
 
 
-def _scaled_for_mean(w: Float64Array | None) -> Float64Array | None:
-    """Weights scaled by a power of two so the largest is in [1/2, 1): exact, and a weighted mean is unchanged.
+def _round_tiny_rows_once(
+    losses: Float64Array, shifted: ShiftedRows, factor: Float64Array, only_partition: np.ndarray[Any, Any]
+) -> None:
+    """Where ``L`` is tiny and a loss is ``factor * L`` alone, round it once from the scaled ``L`` (in place).
 
-    It keeps tiny weights from underflowing in ``w * loss`` (weights of 5e-324 would make every product round).
+    Such a loss can be subnormal, and ``factor`` would multiply the rounding error of a subnormal ``L``.
     """
-    if w is None or not w.size:
-        return w
-    largest = float(np.max(np.abs(w)))
+    rows = shifted.tiny_rows
+    if rows.size:
+        keep = only_partition[rows]
+        with np.errstate(invalid="ignore", over="ignore"):
+            losses[rows[keep]] = np.ldexp(factor[rows[keep]] * shifted.tiny_scaled[keep], -PARTITION_SCALE)
+
+
+def _scaled_weights(target_weight: Float64Array, valid: np.ndarray[Any, Any]) -> tuple[Float64Array, int]:
+    """A block's target weights scaled by ``2^-k`` so that the largest counted one is in [1/2, 1), and ``k``.
+
+    A weighted mean is unchanged by scaling every weight by the same power of two, and tiny weights no longer
+    underflow in ``w * loss`` (weights of 5e-324 would make every product round, and the mean lose every digit).
+    The scale follows the weights of the targets that count: a large weight of an absent class must not push the
+    present ones into the subnormal range. Blocks are brought to a common scale by ``_sum_blocks``.
+    """
+    largest = float(np.max(np.abs(np.where(valid, target_weight, 0.0)), initial=0.0))
     if largest == 0.0 or not np.isfinite(largest):
-        return w
-    scaled: Float64Array = np.ldexp(w, -np.frexp(largest)[1])
-    return scaled
+        return target_weight, 0
+    exponent = int(np.frexp(largest)[1])
+    return np.ldexp(target_weight, -exponent), exponent
+
+
+def _sum_blocks(sums: Float64Array, exponents: Float64Array) -> Float64Array:
+    """Each row of per-block ``sums`` summed over the blocks, the blocks first brought to the largest scale.
+
+    ``exponents[b]``: the power of two block ``b``'s values were divided by (``_scaled_weights``). The sums of a block
+    far below the largest scale may lose digits or vanish, next to those of a block whose weights are ``2^60`` times
+    larger: negligible in the mean, whose denominator the largest block dominates.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if exponents.size and exponents.any():
+            sums = np.ldexp(sums, (exponents - exponents.max()).astype(np.int64))
+        totals: Float64Array = sums.sum(axis=1)
+    return totals
 
 
 def _smoothing_term(shifted: ShiftedRows, w: Float64Array | None, scratch: Float64Array) -> Float64Array:
@@ -568,17 +602,20 @@ def _cross_entropy_probabilities(
         index, block = item
         shifted = shift_rows(layout.load(block), in_workspace=True)
         q = target_layout.load(block, index=5)
-        scratch = workspace(2, *q.shape)
         with np.errstate(invalid="ignore", over="ignore"):
+            losses = _soft_target_losses(shifted, q, w, workspace(2, *q.shape))
             if smoothing > 0.0:
-                q *= 1.0 - smoothing
-                q += smoothing / classes
-            if w is not None:
-                q *= w
-            # -sum_c q'_c lsm_c = L sum_c q'_c - sum_c q'_c (d_c + e_c): non-negative parts for q' >= 0.
-            shift_part = np.multiply(q, shifted.shifted, out=scratch).sum(axis=-1)
-            shift_part += np.multiply(q, shifted.error, out=scratch).sum(axis=-1)
-            losses = shifted.log_partition[:, 0] * q.sum(axis=-1) - shift_part
+                # (1 - eps) sum_c q_c w_c (-lsm_c) + eps (sum_c w_c (-lsm_c)) / C: the smoothed target
+                # q' = (1 - eps) q + eps / C is not formed, so a subnormal eps / C cannot round to a large relative
+                # error. Where the result is not finite, torch's q' is taken instead, so that NaN and infinities land
+                # where torch's do: 0 * -inf where q = 0 (torch's q' > 0 makes it inf), or a sum of -lsm that
+                # overflows (torch's products with q' < 1 may not).
+                smooth = _smoothing_term(shifted, w, workspace(2, *q.shape))
+                losses = (1.0 - smoothing) * losses + smoothing * (smooth / classes)
+                rows = np.flatnonzero(~np.isfinite(losses))
+                if rows.size:
+                    literal_q = target_layout.load(block, index=5)[rows] * (1.0 - smoothing) + smoothing / classes
+                    losses[rows] = _soft_target_losses(shifted.take(rows), literal_q, w, None)
             sums[index] = np.sum(losses)
         if output is not None:
             output[layout.row_slice(block)] = losses
@@ -589,6 +626,24 @@ def _cross_entropy_probabilities(
     with np.errstate(over="ignore", invalid="ignore"):
         total = float(np.sum(sums))
     return _finish(None, total, reduction, layout.rows)
+
+
+def _soft_target_losses(
+    shifted: ShiftedRows, q: Float64Array, w: Float64Array | None, scratch: Float64Array | None
+) -> Float64Array:
+    """``-sum_c w_c q_c lsm_c`` per row, as ``L sum_c w_c q_c - sum_c w_c q_c (d_c + e_c)`` (``q`` is overwritten).
+
+    Two non-negative parts for ``w q >= 0``; where the second is 0 (all the mass at the maximum) and ``L`` is tiny,
+    the product is rounded once (``_round_tiny_rows_once``).
+    """
+    if w is not None:
+        q *= w
+    shift_part = np.multiply(q, shifted.shifted, out=scratch).sum(axis=-1)
+    shift_part += np.multiply(q, shifted.error, out=scratch).sum(axis=-1)
+    mass = q.sum(axis=-1)
+    losses: Float64Array = shifted.log_partition[:, 0] * mass - shift_part
+    _round_tiny_rows_once(losses, shifted, mass, shift_part == 0)
+    return losses
 
 
 def _nll_arguments(
@@ -649,18 +704,19 @@ def nll_loss(
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
     x, classes, w, y = _nll_arguments(input, target, weight, ignore_index)
-    if reduction == "mean":
-        w = _scaled_for_mean(w)
     layout = RowLayout(x)
     # Only the target column is read, from the input as it is (no float64 copy): blocks count rows, not elements.
     blocks = layout.blocks(columns=1) if classes else []
     output = np.zeros(layout.rows) if reduction == "none" else None
-    sums = np.zeros((2, len(blocks)))  # per block, in fixed order: the losses, the counted targets' weights
+    # Per block, in fixed order: the losses, the counted targets' weights, the weights' scale (see _scaled_weights).
+    sums = np.zeros((3, len(blocks)))
 
     def work(item: tuple[int, Block]) -> None:
         index, block = item
         rows = layout.row_slice(block)
         valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
+        if target_weight is not None and reduction == "mean":
+            target_weight, sums[2, index] = _scaled_weights(target_weight, valid)
         values = layout.gather(block, picked).astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             losses = np.where(valid, -(values if target_weight is None else target_weight * values), 0.0)
@@ -672,8 +728,7 @@ def nll_loss(
     for_each(work, list(enumerate(blocks)), layout.rows)
     if output is not None:
         return output.reshape(_output_shape(x.shape))
-    with np.errstate(over="ignore", invalid="ignore"):
-        total, denominator = sums.sum(axis=1)
+    total, denominator = _sum_blocks(sums[:2], sums[2])
     return _finish(None, total, reduction, denominator)
 
 
@@ -868,8 +923,9 @@ def _bce_with_logits_kernel(
         softplus_part = _softplus_of_negative_abs(x)
         # l_w = 1 + (pw - 1) t, as (1 - t) + pw t: non-negative parts, no cancellation for a tiny pos_weight.
         log_weight = 1.0 if pw is None else (1.0 - t) + pw * t
-        positive_weight = t if pw is None else pw * t
-        losses = np.where(x >= 0, (1.0 - t) * x, positive_weight * -x) + log_weight * softplus_part
+        # pw (t |x|), not (pw t) |x|: a tiny pos_weight times a tiny t would round in the subnormal range first.
+        positive_part = t * -x if pw is None else pw * (t * -x)
+        losses = np.where(x >= 0, (1.0 - t) * x, positive_part) + log_weight * softplus_part
         finite = np.isfinite(x) & np.isfinite(t)
         if not finite.all():
             # torch's own expression, so that NaN and infinities land where torch's do.
@@ -878,7 +934,28 @@ def _bce_with_logits_kernel(
             losses = np.where(finite, losses, literal)
         if w is not None:
             losses *= w
+        _round_tiny_softplus_once(losses, x, t, w, log_weight)
     return np.asarray(losses, dtype=np.float64)
+
+
+def _round_tiny_softplus_once(
+    losses: Float64Array, x: Float64Array, t: Float64Array, w: Float64Array | None, log_weight: Float64Array | float
+) -> None:
+    """Where the loss is ``w l_w log1p(exp(-|x|))`` alone and that is tiny, round it once (in place).
+
+    For ``|x|`` above 665 the softplus is ``exp(-|x|)``, near or in the subnormal range, and the weights would
+    multiply its rounding error; it is computed scaled by ``2^PARTITION_SCALE`` instead (see ``xe_verify._softmax``).
+    """
+    tiny = np.flatnonzero((np.abs(x) > -np.log(TINY_PARTITION)) & np.isfinite(x) & ((x < 0) | (t == 1.0)))
+    if not tiny.size:
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = scaled_exp(-np.abs(x[tiny])) * np.broadcast_to(log_weight, x.shape)[tiny]
+        if w is not None:
+            scaled *= w[tiny]
+        # Below 0 the loss has a pw t |x| part too: only where it is 0 (t = 0) is the softplus all there is.
+        alone = (x[tiny] >= 0) | (t[tiny] == 0.0)
+        losses[tiny[alone]] = np.ldexp(scaled[alone], -PARTITION_SCALE)
 
 
 # --------------------------------------------------------------------------------------------------------------------

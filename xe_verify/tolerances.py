@@ -20,7 +20,9 @@ $$ k = 16 + 2 \lceil \log_2 C \rceil + \lceil \log_2 n \rceil, $$
 and sums), each counted twice because vectorised ``exp`` and ``log`` (SLEEF's u10 variants) are within 1 ULP rather
 than 0.5; $2\lceil\log_2 C\rceil$ for the two pairwise sums over classes (log-sum-exp and the weighted sum over
 classes); $\lceil\log_2 n\rceil$ for the reduction over $n$ elements. A reduced loss's scale is the sum of
-its elements' scales plus the sum of their magnitudes; ``mean`` adds the rounding of its denominator.
+its elements' scales plus the sum of their magnitudes; ``mean`` adds the rounding of its denominator $W$, and divides
+the numerator's underflow error by it: $k\eta / |W|$ more, which only matters for weights near the underflow
+threshold (float32 weights of 1.4e-45 leave a float32 mean no correct digit, and torch's has none).
 
 The inputs are rounded to the dtype *before* the reference sees them, so input rounding is not part of the error:
 only the implementation's arithmetic is. The bound is loose by design where the data are benign and tight where the
@@ -147,7 +149,8 @@ def _condition_scale(function: str, arguments: dict[str, Any]) -> Float64Array:
             return np.asarray(target_weight * np.abs(picked))
         smoothing = max(float(arguments.get("label_smoothing", 0.0)), 0.0)
         mass = (1.0 - smoothing) * target_weight + np.where(valid, smoothing / max(classes, 1) * np.sum(w), 0.0)
-        return np.asarray(mass * _softmax_spread(x, class_axis))
+        # An ignored position is exactly 0 on both sides, whatever its logits (NaN included).
+        return np.asarray(np.where(valid, mass * _softmax_spread(x, class_axis), 0.0))
     magnitude: Any = 1.0 if weight is None else np.abs(np.asarray(weight, dtype=np.float64))
     t = np.asarray(arguments.get("target", 0.0), dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
