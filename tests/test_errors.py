@@ -97,10 +97,20 @@ def assert_same_outcome(torch64: TorchImplementation, function: str, arguments: 
 @example(arguments={"input": np.zeros((2, 3)), "target": np.array([0, 1]), "label_smoothing": 1.0})
 @example(arguments={"input": np.zeros((2, 3)), "target": np.array([0, 1]), "label_smoothing": 1.5})
 @example(arguments={"input": np.zeros((2, 3)), "target": np.array([0, 1]), "reduction": "avg"})
+# A float target of another batch size: torch checks the batch size first (ValueError), then the dtype.
+@example(arguments={"input": np.zeros((4, 1)), "target": np.zeros((5, 1))})
 def test_cross_entropy_raises_exactly_when_torch_raises(
     torch64: TorchImplementation, arguments: dict[str, Any]
 ) -> None:
+    # The deliberate difference pinned by the strict xfail below (torch's (1,)-target smoothing bug).
+    assume(not _one_dimensional_input_with_size_one_target_and_smoothing(arguments))
     assert_same_outcome(torch64, "cross_entropy", arguments)
+
+
+def _one_dimensional_input_with_size_one_target_and_smoothing(arguments: dict[str, Any]) -> bool:
+    x, target = np.asarray(arguments["input"]), np.asarray(arguments["target"])
+    smoothing = arguments.get("label_smoothing", 0.0)
+    return x.ndim == 1 and target.shape == (1,) and target.dtype.kind in "iu" and float(smoothing) > 0.0
 
 
 @given(arguments=xst.nll_loss_arguments(allow_invalid=True))

@@ -203,7 +203,8 @@ def gradient_scale(
       ``eps (1 + |lsm|)``; ``U = T``, since ``p`` underflows with absolute error ``eta``; ``mean`` adds the
       relative rounding of its denominator, ``|g| sum|w_y| / |W|``;
     * BCE: ``|s w| (|p| + |t|) / D + |g| (1 + eta / (eps D))``, ``D = max(p (1 - p), guard)``: ``p - t`` rounds
-      relative to ``|p| + |t|`` and ``p (1 - p)`` underflows below ``eta``;
+      relative to ``|p| + |t|`` and ``p (1 - p)`` underflows below ``eta``; ``U = 1 / D``, since ``s w (p - t)``
+      underflows with absolute error ``eta`` before the division;
     * BCE with logits: ``|s w| ((|pw t| + 1 + |t|) sigma (1 + |x| (1 - sigma)) + |pw t|) + |g|``, ``U = |s w l_w|``
       (``l_w`` rounds relative to ``|pw t| + 1 + |t|``; ``sigma``'s relative condition number is ``|x| (1 - sigma)``);
     * kl_div: ``|g| (1 + |t|)`` with a log target (``exp``'s condition number is ``|t|``), ``|g|`` otherwise, summed
@@ -228,7 +229,8 @@ def gradient_scale(
             scale = s * w * (np.abs(x) + np.abs(t)) / denominator + np.abs(g) * (
                 1.0 + smallest / (epsilon * denominator)
             )
-            return scale, np.zeros(shape)
+            # torch forms s w (p - t) before it divides by D: its underflow (eta) is divided by D too.
+            return scale, np.broadcast_to(1.0 / denominator, shape)
         if function == "binary_cross_entropy_with_logits":
             pw = np.asarray(1.0 if arguments.get("pos_weight") is None else arguments["pos_weight"], dtype=np.float64)
             sigma = functional.sigmoid(x)
@@ -330,13 +332,25 @@ def in_range(function: str, arguments: dict[str, Any], grad_output: Any, dtype: 
         grad_output = np.ones(loss_shape(function, arguments)) if arguments.get("reduction") == "none" else 1.0
     for _ in range(400):
         scale, underflow = gradient_scale(function, arguments, grad_output, dtype)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             worst = np.max(np.where(np.isfinite(scale), scale, 0.0), initial=0.0)
             worst = max(worst, np.max(np.where(np.isfinite(underflow), underflow, 0.0), initial=0.0))
+            if _divides_by_target_weights(function, arguments):
+                # torch divides grad_output by W before it multiplies by w_y: tiny weights overflow that first.
+                denominator = abs(_class_index_denominator(arguments)[2])
+                quotient = np.max(np.abs(grad_output)) / denominator if denominator else 0.0
+                worst = max(worst, quotient if np.isfinite(quotient) else np.inf)
         if worst <= largest:
             break
         grad_output = np.asarray(grad_output, dtype=np.float64) / 2.0
     return arguments, grad_output
+
+
+def _divides_by_target_weights(function: str, arguments: dict[str, Any]) -> bool:
+    """Whether the gradient is a class-index ``mean``, whose upstream torch divides by the target weights' sum."""
+    if function not in SOFTMAX_LOSSES or arguments.get("reduction", "mean") != "mean":
+        return False
+    return np.asarray(arguments["target"]).shape != np.asarray(arguments["input"]).shape
 
 
 def check_gradient(
@@ -404,6 +418,8 @@ def test_cross_entropy_gradient_matches_autograd(
 # A zero mean denominator: NaN at the counted targets (w * -(1/0)), 0 elsewhere.
 @example(arguments={"input": a([[1.0, 2.0, 3.0], [0.0, 1.0, 2.0]]), "target": i(0, 1), "weight": a(0, 0, 1)}, data=None)
 @example(arguments={"input": a(0.5, -1.0, 2.0), "target": i(2), "reduction": "none"}, data=None)
+# A weight at float32's smallest subnormal: torch's 1 / W overflows float32 (in_range halves grad_output).
+@example(arguments={"input": np.zeros(1), "target": i(0), "weight": np.array([1.401298464324817e-45])}, data=None)
 def test_nll_loss_gradient_matches_autograd(
     implementation: TorchImplementation, arguments: dict[str, Any], data: st.DataObject | None
 ) -> None:
@@ -415,6 +431,8 @@ def test_nll_loss_gradient_matches_autograd(
 # The guard: p at 0 and 1 against every target (-1 / float32(1e-12), +1 / float32(1e-12), 0, half of it).
 @example(arguments={"input": a(0, 1, 0, 1, 0), "target": a(1, 0, 0, 1, 0.5), "reduction": "none"}, data=None)
 @example(arguments={"input": a([[1e-17, 0.5], [1.0 - 2**-53, 0.25]]), "target": a([[0, 1], [1, 0.5]])}, data=None)
+# torch's s (p - t) underflows in float32 (the mean's 1/2 times -1.4e-45 is -0) before the division by the guard.
+@example(arguments={"input": a(0.0, 0.0), "target": a(1.401298464324817e-45, 1.401298464324817e-45)}, data=None)
 def test_binary_cross_entropy_gradient_matches_autograd(
     implementation: TorchImplementation, arguments: dict[str, Any], data: st.DataObject | None
 ) -> None:

@@ -13,7 +13,7 @@ shift's rounding error carried and ``log1p`` of the non-maximal terms (see ``xe_
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -89,9 +89,16 @@ def _check_has_class_dim(x: Float64Array) -> None:
 
 
 def _class_index_targets(x: np.ndarray[Any, Any], target: Any) -> np.ndarray[Any, Any]:
-    """Validate class-index targets against the input's shape; return them flat, in row order, in their own dtype."""
-    y = check_class_indices(target, "target")
+    """Validate class-index targets against the input's shape; return them flat, in row order, in their own dtype.
+
+    torch's order: the batch size first (whatever the target's dtype), then the dtype, then the other dimensions.
+    """
     expected = _output_shape(x.shape)
+    target = np.asarray(target)
+    if x.ndim > 1 and (target.ndim == 0 or target.shape[0] != x.shape[0]):
+        detail = f"Expected input batch_size ({x.shape[0]}) to match target batch_size "
+        _raise_class_index_shape(x, detail + f"({target.shape[0] if target.ndim else 'none, 0-d target'}).")
+    y = check_class_indices(target, "target")
     if x.ndim == 1:
         if y.shape not in {(), (1,)}:
             raise ValueError(
@@ -99,16 +106,16 @@ def _class_index_targets(x: np.ndarray[Any, Any], target: Any) -> np.ndarray[Any
                 f"size 1, but got target shape {y.shape}"
             )
     elif y.shape != expected:
-        if y.ndim == 0 or y.shape[0] != x.shape[0]:
-            detail = f"Expected input batch_size ({x.shape[0]}) to match target batch_size "
-            detail += f"({y.shape[0] if y.ndim else 'none, 0-d target'})."
-        else:
-            detail = f"Expected target size {list(expected)}, got {list(y.shape)}."
-        raise ValueError(
-            f"target: {detail} For an input of shape {x.shape} a class-index target must have shape {expected} "
-            "(the input's shape without the class dimension 1); a probability target must have the input's shape"
-        )
+        _raise_class_index_shape(x, f"Expected target size {list(expected)}, got {list(y.shape)}.")
     return y.reshape(-1)
+
+
+def _raise_class_index_shape(x: np.ndarray[Any, Any], detail: str) -> NoReturn:
+    expected = _output_shape(x.shape)
+    raise ValueError(
+        f"target: {detail} For an input of shape {x.shape} a class-index target must have shape {expected} "
+        "(the input's shape without the class dimension 1); a probability target must have the input's shape"
+    )
 
 
 def _class_weight(weight: Any, classes: int) -> Float64Array | None:
