@@ -121,7 +121,8 @@ def check_against(implementation: Implementation, function: str, **arguments: An
     __tracebackhide__ = True
     rounded = implementation.round_inputs(arguments)
     # A device's documented departure from torch's CPU semantics is not a bug of the reference (see adapters).
-    assume(implementation.known_difference(function, rounded) is None)
+    if implementation.known_difference(function, rounded) is not None:
+        assume(False)
     expected = np.asarray(getattr(functional, function)(**rounded), dtype=np.float64)
     actual = implementation(function, **rounded)
     allowed = bound(function, implementation.dtype, rounded, expected)
