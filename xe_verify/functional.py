@@ -137,7 +137,7 @@ def _check_ignore_index(ignore_index: Any) -> int:
 
 
 #: Targets per chunk of the bounds check (512 KiB of int64): the check needs no temporary the size of the targets.
-TARGET_CHUNK = 1 << 16
+_TARGET_CHUNK = 1 << 16
 
 
 def _check_target_bounds(y: np.ndarray[Any, Any], classes: int, ignore_index: int) -> None:
@@ -148,7 +148,7 @@ def _check_target_bounds(y: np.ndarray[Any, Any], classes: int, ignore_index: in
     """
     if y.size == 0 or (int(y.min()) >= 0 and int(y.max()) < classes):
         return
-    for part in chunks(y.size, TARGET_CHUNK):
+    for part in chunks(y.size, _TARGET_CHUNK):
         values = y[part].astype(np.int64)
         out_of_bounds = (values != ignore_index) & ((values < 0) | (values >= classes))
         if out_of_bounds.any():
