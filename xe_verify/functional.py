@@ -13,6 +13,8 @@ shift's rounding error carried and ``log1p`` of the non-maximal terms (see ``xe_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -471,49 +473,35 @@ def cross_entropy(
     y = _class_index_targets(x, target_array)
     _check_target_bounds(y, classes, ignore_index)
     layout = RowLayout(x)
-    blocks = layout.blocks() if classes else []  # with no class, every target is ignore_index (or out of bounds)
-    output = np.zeros(layout.rows) if reduction == "none" else None
-    # Per block, in fixed block order (the same whatever the threads): the sum of the losses, of the counted targets'
-    # weights, the nll and smoothing parts apart (torch divides each by a zero denominator on its own), and the power
-    # of two the block's weights were scaled by for the mean (see _scaled_weights).
-    sums = np.zeros((5, len(blocks)))
 
-    def work(item: tuple[int, Block]) -> None:
-        index, block = item
-        rows = layout.row_slice(block)
-        valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
-        exponent = 0
-        if target_weight is not None and reduction == "mean":
-            target_weight, exponent = _scaled_weights(target_weight, valid)
+    def row_losses(block: Block, rows: _RowTargets) -> tuple[Float64Array, tuple[float, ...]]:
         shifted = shift_rows(layout.load(block), in_workspace=True)
         with np.errstate(invalid="ignore", over="ignore"):
-            target_shift, target_error = _gather(shifted.shifted, picked), _gather(shifted.error, picked)
+            target_shift = _gather(shifted.shifted, rows.picked)
+            target_error = _gather(shifted.error, rows.picked)
             losses = (shifted.log_partition[:, 0] - target_shift) - target_error
-            if target_weight is not None:
-                losses *= target_weight
-                _round_tiny_rows_once(losses, shifted, target_weight, (target_shift == 0) & (target_error == 0))
-            if smoothing > 0.0:
-                smooth = np.ldexp(_smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape)), -exponent)
-                sums[2, index] = np.sum(np.where(valid, losses, 0.0))
-                sums[3, index] = np.sum(np.where(valid, smooth, 0.0))
-                # eps (S / C), not (eps / C) S: a subnormal eps / C would round to a large relative error.
-                losses = (1.0 - smoothing) * losses + smoothing * (smooth / classes)
-            losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
-            sums[0, index] = np.sum(losses)
-        sums[1, index] = _counted_weight(valid, target_weight)
-        sums[4, index] = exponent
-        if output is not None:
-            output[rows] = losses
+            if rows.weight is not None:
+                losses *= rows.weight
+                _round_tiny_rows_once(losses, shifted, rows.weight, (target_shift == 0) & (target_error == 0))
+            if smoothing <= 0.0:
+                return losses, ()
+            smooth = np.ldexp(_smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape)), -rows.exponent)
+            # torch divides the nll and smoothing sums by a zero denominator each on its own: keep them apart.
+            parts = (np.sum(np.where(rows.valid, losses, 0.0)), np.sum(np.where(rows.valid, smooth, 0.0)))
+            # eps (S / C), not (eps / C) S: a subnormal eps / C would round to a large relative error.
+            return (1.0 - smoothing) * losses + smoothing * (smooth / classes), parts
 
-    for_each(work, list(enumerate(blocks)), x.size)
-    total, denominator, nll_sum, smooth_sum = _sum_blocks(sums[:4], sums[4])
+    output, sums = _class_index_blocks(
+        layout, y, w, ignore_index, reduction, row_losses, extras=2 if smoothing > 0.0 else 0, columns=None
+    )
     if output is not None:
         return output.reshape(_output_shape(x.shape))
+    total, denominator, *parts = sums
     if smoothing > 0.0 and reduction == "mean" and denominator == 0:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # torch divides each sum by the zero denominator: 0/0 or inf - inf is NaN, not an infinity.
             over_zero: np.float64 = np.float64(
-                (1.0 - smoothing) * (nll_sum / 0.0) + (smoothing / classes) * (smooth_sum / 0.0)
+                (1.0 - smoothing) * (parts[0] / 0.0) + (smoothing / classes) * (parts[1] / 0.0)
             )
         return over_zero
     return _finish(None, total, reduction, denominator)
@@ -531,6 +519,67 @@ def _round_tiny_rows_once(
         keep = only_partition[rows]
         with np.errstate(invalid="ignore", over="ignore"):
             losses[rows[keep]] = np.ldexp(factor[rows[keep]] * shifted.tiny_scaled[keep], -PARTITION_SCALE)
+
+
+@dataclass(frozen=True)
+class _RowTargets:
+    """One block's class-index targets, checked: those that count, safe indices, their weights and its scale.
+
+    ``weight`` is ``None`` without class weights (every weight 1); for a ``mean`` it is scaled by ``2^-exponent``
+    (see ``_scaled_weights``), which leaves the mean unchanged.
+    """
+
+    valid: np.ndarray[Any, Any]
+    picked: IndexArray
+    weight: Float64Array | None
+    exponent: int
+
+
+_RowLosses = Callable[[Block, _RowTargets], tuple[Float64Array, tuple[float, ...]]]
+
+
+def _class_index_blocks(
+    layout: RowLayout,
+    y: np.ndarray[Any, Any],
+    w: Float64Array | None,
+    ignore_index: int,
+    reduction: str,
+    row_losses: _RowLosses,
+    *,
+    extras: int,
+    columns: int | None,
+) -> tuple[Float64Array | None, Float64Array]:
+    """Run ``row_losses`` over the row blocks of a class-index loss; the losses (for ``none``) and the sums.
+
+    ``row_losses(block, targets)`` returns the block's losses (ignored rows are set to 0 here, whatever their
+    logits) and ``extras`` more partial sums. Returns the per-row losses for ``none`` (else ``None``) and, over all
+    blocks, the sum of the losses, the mean's denominator (the counted targets' weights) and the extra sums, each
+    summed per block in a fixed order (the same whatever the threads) and brought to one scale (``_sum_blocks``).
+    Nothing per row is kept beyond a block: the memory does not grow with the rows.
+    """
+    blocks = layout.blocks(columns) if layout.classes else []  # with no class, every target is ignored
+    output = np.zeros(layout.rows) if reduction == "none" else None
+    sums = np.zeros((3 + extras, len(blocks)))  # the last row: each block's weight scale
+
+    def work(item: tuple[int, Block]) -> None:
+        index, block = item
+        rows = layout.row_slice(block)
+        valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
+        exponent = 0
+        if target_weight is not None and reduction == "mean":
+            target_weight, exponent = _scaled_weights(target_weight, valid)
+        losses, partial = row_losses(block, _RowTargets(valid, picked, target_weight, exponent))
+        with np.errstate(invalid="ignore", over="ignore"):
+            losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
+            sums[0, index] = np.sum(losses)
+        sums[1, index] = _counted_weight(valid, target_weight)
+        sums[2 : 2 + extras, index] = partial
+        sums[-1, index] = exponent
+        if output is not None:
+            output[rows] = losses
+
+    for_each(work, list(enumerate(blocks)), layout.rows * (columns or layout.classes))
+    return output, _sum_blocks(sums[:-1], sums[-1])
 
 
 def _scaled_weights(target_weight: Float64Array, valid: np.ndarray[Any, Any]) -> tuple[Float64Array, int]:
@@ -710,33 +759,19 @@ def nll_loss(
     """
     reduction = check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
-    x, classes, w, y = _nll_arguments(input, target, weight, ignore_index)
+    x, _, w, y = _nll_arguments(input, target, weight, ignore_index)
     layout = RowLayout(x)
-    # Only the target column is read, from the input as it is (no float64 copy): blocks count rows, not elements.
-    blocks = layout.blocks(columns=1) if classes else []
-    output = np.zeros(layout.rows) if reduction == "none" else None
-    # Per block, in fixed order: the losses, the counted targets' weights, the weights' scale (see _scaled_weights).
-    sums = np.zeros((3, len(blocks)))
 
-    def work(item: tuple[int, Block]) -> None:
-        index, block = item
-        rows = layout.row_slice(block)
-        valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
-        if target_weight is not None and reduction == "mean":
-            target_weight, sums[2, index] = _scaled_weights(target_weight, valid)
-        values = layout.gather(block, picked).astype(np.float64)
+    def row_losses(block: Block, rows: _RowTargets) -> tuple[Float64Array, tuple[float, ...]]:
+        values = layout.gather(block, rows.picked).astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            losses = np.where(valid, -(values if target_weight is None else target_weight * values), 0.0)
-            sums[0, index] = np.sum(losses)
-        sums[1, index] = _counted_weight(valid, target_weight)
-        if output is not None:
-            output[rows] = losses
+            return -(values if rows.weight is None else rows.weight * values), ()
 
-    for_each(work, list(enumerate(blocks)), layout.rows)
+    # Only the target column is read, from the input as it is (no float64 copy): blocks count rows, not elements.
+    output, sums = _class_index_blocks(layout, y, w, ignore_index, reduction, row_losses, extras=0, columns=1)
     if output is not None:
         return output.reshape(_output_shape(x.shape))
-    total, denominator = _sum_blocks(sums[:2], sums[2])
-    return _finish(None, total, reduction, denominator)
+    return _finish(None, sums[0], reduction, sums[1])
 
 
 # --------------------------------------------------------------------------------------------------------------------
