@@ -247,19 +247,14 @@ def test_nll_loss_is_within_4_ulp(logits: tuple[np.ndarray, np.ndarray], data: s
 
 
 # m + log1p(sum exp(x - m)) cancels when the maximum m is negative and the result is near 0: the rounding of the
-# log1p term, ~0.5 ULP of 0.37, is 23 ULP of the result.
-LOGSUMEXP_REPRO = "logsumexp([[-1.5, -0.375, -2.5]], 1) = -0.007523795334262118, exact -0.0075237953342621377 (23 ULP)"
+# log1p term, ~0.5 ULP of 0.37, was 23 ULP of the result (logsumexp([[-1.5, -0.375, -2.5]], 1) gave
+# -0.007523795334262118, exact -0.0075237953342621377). Such rows are now recomputed in double-double.
 _logsumexp_case = np.array([[-1.5, -0.375, -2.5]])
 
 _SOFTMAX_FAMILY = [
     pytest.param(functional.log_softmax, exact.log_softmax, id="log_softmax"),
     pytest.param(functional.softmax, exact.softmax, id="softmax"),
-    pytest.param(
-        functional.logsumexp,
-        exact.logsumexp,
-        id="logsumexp",
-        marks=pytest.mark.xfail(strict=True, reason=f"reference exceeds 4 ULP: {LOGSUMEXP_REPRO}"),
-    ),
+    pytest.param(functional.logsumexp, exact.logsumexp, id="logsumexp"),
 ]
 
 
@@ -347,13 +342,8 @@ def test_sigmoids_are_within_4_ulp(x: np.ndarray) -> None:
 
 
 # kl_div's term t (log t - x) cancels when x is close to log t: the very case of a good model (q close to p).
-KL_DIV_REPRO = (
-    "kl_div([-1.2039728043259361], [0.3], reduction='none') (the input is float64 log(0.3)) = 0.0, "
-    "exact 2.6806564750211327e-17 (8.7e15 ULP)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=f"reference exceeds 4 ULP: {KL_DIV_REPRO}")
+# kl_div([-1.2039728043259361], [0.3], reduction='none') (the input is float64 log(0.3)) was 0.0, exact
+# 2.6806564750211327e-17 (8.7e15 ULP); log t is now taken in double-double where the difference cancels.
 @given(
     t=hnp.arrays(np.float64, st.integers(1, 6), elements=_probability),
     data=st.data(),
@@ -405,14 +395,8 @@ def test_entropy_and_cross_entropy_are_within_4_ulp(p: np.ndarray, base: float |
 
 
 # The terms p log(p / q) with q close to p have both signs and cancel to far below their size. (These vectors sum
-# to 1 only up to rounding, so the exact divergence is slightly negative.)
-KL_DIVERGENCE_REPRO = (
-    "information.kl_divergence([0.12366599203473956, 0.8763340079652604], [0.1236659950375315, 0.8763340049624685])"
-    " = -3.267381057776823e-20, exact -3.2673810577778395e-20 (1689 ULP)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=f"reference exceeds 4 ULP: {KL_DIVERGENCE_REPRO}")
+# to 1 only up to rounding, so the exact divergence is slightly negative.) The example gave -3.267381057776823e-20,
+# exact -3.2673810577778395e-20 (1689 ULP), while the terms were rounded to float64; they are now double-doubles.
 @given(
     p=st.tuples(st.integers(1, 3), st.integers(1, 6)).flatmap(simplex_rows),
     data=st.data(),
@@ -580,15 +564,11 @@ def test_format_table_renders_markdown_and_the_command_line_prints_it(capsys: py
     assert format_table([]).count("\n") == 1
 
 
-# Reference rows of the published table above 4 ULP (max at the default rows and seed), each with the repro of the
-# xfail test that pins it down. The test below fails once one of them is within 4 ULP: then remove it here.
-KNOWN_EXCESS: dict[tuple[str, str], str] = {
-    ("kl_div", "typical"): f"49 ULP; {KL_DIV_REPRO}",
-    ("kl_div", "near-zero loss"): f"1.3e12 ULP; {KL_DIV_REPRO}",
-    ("kl_div", "tiny probabilities"): f"5.1e4 ULP; {KL_DIV_REPRO}",
-    ("kl_div", "near-one probabilities"): f"5.1 ULP; {KL_DIV_REPRO}",
-    ("information.kl_divergence", "near-zero loss"): f"262 ULP; {KL_DIVERGENCE_REPRO}",
-}
+# Reference rows of the published table above 4 ULP (max at the default rows and seed), each with the repro of an
+# xfail test that pins it down. The test below fails once one of them is within 4 ULP: then remove it here. (The
+# kl_div rows, up to 1.3e12 ULP, and information.kl_divergence's near-zero-loss row, 262 ULP, left with the
+# double-double evaluation of their cancelling terms.)
+KNOWN_EXCESS: dict[tuple[str, str], str] = {}
 
 
 def test_the_published_table_shows_the_reference_within_4_ulp(table: list[AccuracyRow]) -> None:

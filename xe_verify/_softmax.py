@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xe_verify import _double_double as dd
 from xe_verify._arrays import Float64Array
 from xe_verify._blocks import workspace
 
@@ -72,10 +73,44 @@ class ShiftedRows:
             return self.exp_shifted() / np.exp(self.log_partition)
 
     def logsumexp(self) -> Float64Array:
-        """``m + L`` per row, shape (M,); an infinite maximum gives itself (torch: ``logsumexp([-inf]) = -inf``)."""
+        """``m + L`` per row, shape (M,); an infinite maximum gives itself (torch: ``logsumexp([-inf]) = -inf``).
+
+        Where ``m < 0`` and ``m + L`` is small next to ``L`` (``L > 2 |m + L|``), the rounding errors of ``L`` (of
+        the terms, their sum and ``log1p``, a few ULP of ``L``) would be amplified in the result: those rows are
+        recomputed with ``L`` in double-double and ``m + L`` rounded once.
+        """
         with np.errstate(invalid="ignore"):
             total = self.maximum + self.log_partition
-        return np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]
+        result = np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]
+        # NaN rows compare false.
+        cancelling = np.flatnonzero(self.log_partition[:, 0] > _LOGSUMEXP_CANCELLATION * np.abs(result))
+        if cancelling.size:
+            result[cancelling] = _logsumexp_double_double(
+                self.maximum[cancelling, 0], self.shifted[cancelling], self.error[cancelling]
+            )
+        return result
+
+
+#: ``logsumexp`` rows with ``L > 2 |m + L|`` are recomputed in double-double. Measured on rows of 2 to 10 negative
+#: logits, the float64 result is within 2.9 ULP below that cancellation factor and up to 4.4 ULP between 2 and 4.
+_LOGSUMEXP_CANCELLATION = 2.0
+
+
+def _logsumexp_double_double(maximum: Float64Array, shifted: Float64Array, error: Float64Array) -> Float64Array:
+    """``m + log1p(sum_{j != k} exp(d_j + e_j))`` per row, with the terms, the sum and ``log1p`` in double-double.
+
+    ``d + e = x - m`` exactly, so ``exp`` of the double-double ``(d, e)`` is each term to ``2**-101``; the pairwise
+    sum of the non-negative terms adds ``3u²`` per level and ``log1p`` ``2**-100``: ``L`` is known to about
+    ``2**-99`` of itself, and ``m + L`` is rounded once (TwoSum keeps ``m + L.hi`` exact).
+    """
+    terms = dd.exp(dd.DoubleDouble(shifted, error))
+    # The maximum's own term is exactly 1 and stays out of the sum (log1p adds it back), as in shift_rows.
+    at_maximum = np.argmax(shifted, axis=-1)[:, None]
+    np.put_along_axis(terms.hi, at_maximum, 0.0, axis=-1)
+    np.put_along_axis(terms.lo, at_maximum, 0.0, axis=-1)
+    log_partition = dd.log1p(dd.sum_last_axis(terms))
+    head = dd.two_sum(maximum, log_partition.hi)
+    return head.hi + (head.lo + log_partition.lo)
 
 
 def shift_rows(rows: Float64Array, *, in_workspace: bool = False) -> ShiftedRows:
