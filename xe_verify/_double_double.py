@@ -32,8 +32,8 @@ import numpy as np
 from xe_verify._arrays import Float64Array
 
 __all__ = [
-    "U",
     "DoubleDouble",
+    "U",
     "add",
     "add_double",
     "div",
@@ -105,7 +105,8 @@ def split(a: Any) -> DoubleDouble:
     """``hi + lo = a`` exactly with ``hi`` and ``lo`` of at most 26 significant bits each (Veltkamp's split).
 
     Values above ``2**995`` in magnitude, where ``a * (2**27 + 1)`` would overflow, are split after scaling by
-    ``2**-28`` and scaled back (both exact).
+    ``2**-28`` and scaled back (both exact). The largest floats, from ``2**1024 - 2**997`` on, have no such split
+    (``hi`` would be ``2**1024``): they give an infinite ``hi``.
     """
     big = np.abs(a) > _SPLIT_LIMIT
     if not big.any():
@@ -205,10 +206,10 @@ def div(x: DoubleDouble, y: DoubleDouble) -> DoubleDouble:
 
 
 def sum_last_axis(x: DoubleDouble) -> DoubleDouble:
-    """The sum along the last axis, as a pairwise tree of ``add``: for terms of one sign the relative error is at
-    most ``(3u² + 13u³) ceil(log2 n)`` for ``n`` terms (each level adds at most that of the partial sums).
+    """The sum along the last axis, as a pairwise tree of ``add``.
 
-    An empty axis sums to 0.
+    For terms of one sign the relative error is at most ``(3u² + 13u³) ceil(log2 n)`` for ``n`` terms (each level
+    adds at most that of the partial sums). An empty axis sums to 0.
     """
     hi, lo = x.hi, x.lo
     if hi.shape[-1] == 0:
@@ -307,20 +308,21 @@ _EXPM1_COEFFICIENTS = tuple(_dd_constant(Fraction(1, math.factorial(j + 1))) for
 def _series(x: Float64Array, x_lo: Float64Array | None, coefficients: tuple[tuple[float, float], ...]) -> DoubleDouble:
     r"""``sum_j c_j x^j`` (Horner) in double-double where it matters, for small ``x`` (plus ``x_lo`` if given).
 
-    The coefficients shrink with ``j`` and ``|x| <= 2**-7.5``, so term ``j`` weighs at most about ``2**-8 j`` of
-    the sum: the terms ``j >= 5`` need only float64 (their rounding is below ``2**-100`` of the sum), ``j = 4`` one
-    compensated addition, and ``j <= 3`` a full error-free step each (Dekker's product by ``x``, Fast2Sum with the
+    The coefficients shrink with ``j`` and ``|x| <= 2**-7.5``: an error ``e`` in the partial sum of the terms from
+    ``j`` on weighs ``|x|**j e`` in the result. So the terms ``j >= 6`` need only float64 (their rounding is below
+    ``2**-106`` of the sum), ``j = 5`` one compensated addition (the product's rounding, about ``2**-64``, enters
+    times ``2**-37``), and ``j <= 4`` a full error-free step each (Dekker's product by ``x``, Fast2Sum with the
     coefficient, the errors carried in the low part). ``|c_j| > |x c_{j+1}|``, which Fast2Sum needs, holds for both
     series used here. The relative error is a few ``u²`` (each full step adds about ``1.5u²``).
     """
     x_parts = _veltkamp(x)
     top = len(coefficients) - 1
     value = np.full_like(x, coefficients[top][0])
-    for hi, _ in coefficients[top - 1 : 4 : -1]:
-        value = value * x + hi
-    step = fast_two_sum(coefficients[4][0], value * x)
-    hi, lo = step.hi, step.lo + coefficients[4][1]
-    for c_hi, c_lo in coefficients[3::-1]:
+    for coefficient, _ in coefficients[top - 1 : 5 : -1]:
+        value = value * x + coefficient
+    step = fast_two_sum(coefficients[5][0], value * x)
+    hi, lo = step.hi, step.lo + coefficients[5][1]
+    for c_hi, c_lo in coefficients[4::-1]:
         product = _two_prod_with(x, x_parts, hi, _veltkamp(hi))
         low = product.lo + x * lo
         if x_lo is not None:
@@ -348,16 +350,55 @@ def _log1p_excess(g: Float64Array) -> DoubleDouble:
     return _times_double(_times_double(series, g, g_parts), g, g_parts)
 
 
-def _log1p_excess_float(g: Float64Array) -> Float64Array:
-    """``log1p(g) - g`` for ``|g| <= 2**-8.4`` in float64: ``fl(g²) (c_0 + ... + c_6 g^6)``, within ``3.5u``."""
-    value = np.full_like(g, _EXCESS_COEFFICIENTS[6][0])
-    for c_hi, _ in _EXCESS_COEFFICIENTS[5::-1]:
-        value = value * g + c_hi
-    return (g * g) * value
+def _log1p_excess_fast(g: Float64Array, work: list[Float64Array]) -> DoubleDouble:
+    """``log1p(g) - g`` for ``|g| <= 2**-9 / r`` as ``hi + lo`` within ``1.9u |g|³``: cheaper than ``_log1p_excess``.
+
+    ``-g²/2`` is exact (Dekker's square), the rest ``g³ (1/3 - g/4 + ... + g^6/9)``, at most ``2**-9`` of it, is
+    float64 (``1.5u`` for the polynomial, ``3u`` for the products). ``work`` holds four scratch buffers of ``g``'s
+    shape; the low part is returned in the last of them.
+    """
+    g_hi, g_lo, rest, error = work
+    np.multiply(g, _SPLITTER, out=g_hi)
+    np.subtract(g_hi, g, out=g_lo)
+    np.subtract(g_hi, g_lo, out=g_hi)
+    np.subtract(g, g_hi, out=g_lo)
+    square = g * g
+    # error = g² - fl(g²), exactly: ((g_hi² - p) + 2 g_hi g_lo) + g_lo²
+    np.multiply(g_hi, g_hi, out=error)
+    error -= square
+    g_hi *= g_lo
+    g_hi += g_hi
+    error += g_hi
+    g_lo *= g_lo
+    error += g_lo
+    rest.fill(_EXCESS_COEFFICIENTS[7][0])
+    for c_hi, _ in _EXCESS_COEFFICIENTS[6:0:-1]:
+        rest *= g
+        rest += c_hi
+    rest *= square
+    rest *= g
+    error *= -0.5
+    error += rest
+    square *= -0.5
+    return DoubleDouble(square, error)
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Transcendental functions
+
+
+def _fast_two_sum_into(
+    total: Float64Array, part: Float64Array, tail: Float64Array, spare: Float64Array
+) -> Float64Array:
+    """``total + part`` by Fast2Sum (``|total| >= |part|``) into ``spare``, the rounding error added to ``tail``.
+
+    ``total``'s buffer is overwritten (it is free afterwards); returns ``spare``, which holds the sum.
+    """
+    np.add(total, part, out=spare)
+    np.subtract(spare, total, out=total)
+    np.subtract(part, total, out=total)
+    tail += total
+    return spare
 
 
 def log(x: Float64Array | DoubleDouble, *, precise: bool = True) -> DoubleDouble:
@@ -378,53 +419,74 @@ def log(x: Float64Array | DoubleDouble, *, precise: bool = True) -> DoubleDouble
     Typical errors are about ``u²``. A double-double argument ``x.lo`` enters the reduction exactly (it is scaled by
     ``2**-k`` and added to ``m - r_j`` without rounding).
 
-    With ``precise=False`` the series is evaluated in float64 (within ``3.5u`` of itself, at most ``2**-60.2`` of
-    ``|log x|``): about a sixth of the work, for callers that need only ``2**-60``.
+    With ``precise=False`` only ``-g²/2`` of the series is exact and the rest is float64 (within ``1.9u |g|³``,
+    which is at most ``2**-70`` of ``|log x|`` since ``|g| <= 2**-9`` where ``|log x|`` can be as small as
+    ``|g|``): relative error below ``2**-69``, for about a fifth of the work.
 
     Subnormal arguments are fine (``frexp`` normalises them). The argument must be positive and finite.
     """
     if isinstance(x, DoubleDouble):
         hi, lo = x.hi, x.lo
     else:
-        hi, lo = x, None
+        hi, lo = np.asarray(x, dtype=np.float64), None
     table_hi, table_lo = _log_table()
-    mantissa, exponent = np.frexp(hi)
-    low = mantissa < _SQRT_HALF
-    m = np.where(low, mantissa + mantissa, mantissa)  # in [1/sqrt 2, sqrt 2)
-    k_int = exponent - low
-    k = k_int.astype(np.float64)
-    j = np.rint(m * _LOG_GRID)
-    r = j * (1.0 / _LOG_GRID)
-    numerator = m - r  # exact: Sterbenz
+    # The work happens in a few buffers of the argument's size: on the thousands of elements callers hand over, a
+    # fresh temporary per operation costs more than the arithmetic (the allocator returns the memory to the system
+    # and page-faults it back).
+    m, exponent = np.frexp(hi)
+    low = m < _SQRT_HALF
+    np.multiply(m, 2.0, out=m, where=low)  # m in [1/sqrt 2, sqrt 2)
+    k = np.subtract(exponent, low, dtype=np.float64)
+    r = np.multiply(m, _LOG_GRID)
+    np.rint(r, out=r)
+    index = r.astype(np.intp)
+    index -= _LOG_FIRST
+    r *= 1.0 / _LOG_GRID
+    numerator = np.subtract(m, r, out=m)  # exact: Sterbenz
     numerator_lo = None
     if lo is not None:
         # x.lo scaled like m joins the numerator exactly (it can be as large as u, far more than u |m - r|).
-        numerator, numerator_lo = two_sum(numerator, np.ldexp(lo, -k_int))
+        numerator, numerator_lo = two_sum(numerator, np.ldexp(lo, -k.astype(np.int64)))
     g = numerator / r
     # The remainder numerator - g r, exactly: r has at most 9 significant bits, so with g split into 44 + 9 bits both
     # partial products are exact, and the first difference is exact by Sterbenz's lemma.
-    g_parts = _veltkamp(g, 2.0**9 + 1.0)
-    remainder = (numerator - g_parts.hi * r) - g_parts.lo * r
+    work = [np.empty_like(g) for _ in range(4)]
+    first, second, spare, _ = work
+    np.multiply(g, 2.0**9 + 1.0, out=spare)
+    np.subtract(spare, g, out=first)
+    np.subtract(spare, first, out=first)
+    np.subtract(g, first, out=second)
+    first *= r
+    numerator -= first
+    second *= r
+    numerator -= second
     if numerator_lo is not None:
-        remainder = remainder + numerator_lo
-    g_lo = remainder / r
-    index = j.astype(np.intp) - _LOG_FIRST
-    t_hi, t_lo = table_hi[index], table_lo[index]
-    # log1p(g + g_lo) = log1p(g) + g_lo / (1 + g) + O(g_lo²)
-    tail = g_lo / (1.0 + g) + t_lo + k * _LN2_PARTS[2]
-    if precise:
-        excess = _log1p_excess(g)
-        excess_hi, tail = excess.hi, tail + excess.lo
-    else:
-        excess_hi = _log1p_excess_float(g)
-    total = two_sum(k * _LN2_PARTS[0], t_hi)
-    tail = tail + total.lo
-    # Each addend below is smaller than the running sum (|log r_j| >= 2**-8 > |g| when j != 256, |excess| < |g|,
-    # |k ln2_mid| < 2**-43 |k|), as Fast2Sum needs.
-    for part in (g, excess_hi, k * _LN2_PARTS[1]):
-        total = fast_two_sum(total.hi, part)
-        tail = tail + total.lo
-    return fast_two_sum(total.hi, tail)
+        numerator += numerator_lo
+    # log1p(g + g_lo) = log1p(g) + g_lo / (1 + g) + O(g_lo²), with g_lo = remainder / r. The small parts go to tail.
+    g_lo = np.divide(numerator, r, out=numerator)
+    tail = np.add(g, 1.0, out=r)
+    np.divide(g_lo, tail, out=tail)
+    tail += np.take(table_lo, index, out=spare)
+    tail += np.multiply(k, _LN2_PARTS[2], out=spare)
+    excess = _log1p_excess(g) if precise else _log1p_excess_fast(g, work)
+    # k ln2_hi + log(r_j)_hi by TwoSum, then + g, + the excess and + k ln2_mid by Fast2Sum: each addend is smaller
+    # than the running sum (|log r_j| >= 2**-8 > |g| when j != 256, |excess| < |g|, |k ln2_mid| < 2**-43 |k|).
+    a = np.multiply(k, _LN2_PARTS[0], out=g_lo)
+    b = np.take(table_hi, index, out=first)
+    total = np.add(a, b, out=second)
+    np.subtract(total, a, out=spare)  # b's share of the sum
+    b -= spare
+    tail += b
+    np.subtract(total, spare, out=spare)  # a's share
+    np.subtract(a, spare, out=spare)
+    tail += spare
+    total = _fast_two_sum_into(total, g, tail, spare)
+    total = _fast_two_sum_into(total, excess.hi, tail, second)
+    total = _fast_two_sum_into(total, np.multiply(k, _LN2_PARTS[1], out=a), tail, spare)
+    # The excess's low part last: it is the largest of the small parts, and added earlier its size would enter the
+    # rounding of every later addition.
+    tail += excess.lo
+    return fast_two_sum(total, tail)
 
 
 def log1p(x: DoubleDouble) -> DoubleDouble:
