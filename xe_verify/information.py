@@ -140,27 +140,27 @@ def cross_entropy(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
 def _kl_parts(p: Float64Array, q: Float64Array) -> Float64Array:
     """Parts whose sum over the last axis is ``sum_i p_i log(p_i / q_i)``, each exact or within ``2**-88`` of itself.
 
-    Where ``0 < q <= 2p`` a term is split as ``p phi(u) + (p - q)`` with ``u = (q - p) / p`` and
+    Where ``p/2 <= q <= 2p`` a term is split as ``p phi(u) + (p - q)`` with ``u = (q - p) / p`` and
     ``phi(u) = u - log1p(u) >= 0``: for nearly equal distributions the ``p - q`` add up to almost nothing, and the
     result is the sum of the small non-negative ``p phi(u)``, so it keeps its digits where ``sum p log(p/q)``
-    cancels. ``p - q`` is kept exactly (TwoSum); ``u`` (to ``4u²``), ``phi`` (to ``2**-89``) and ``p phi`` are
+    cancels. ``p - q`` is exact there (Sterbenz); ``u`` (to ``4u²``), ``phi`` (to ``2**-89``) and ``p phi`` are
     double-doubles, whose both halves become parts: even a term's own rounding error (an ULP of it) would be far
-    larger than a result that cancels to below its size. Where ``q > 2p`` the term is ``p (log p - log q)`` with
-    both logarithms in double-double (at least ``log 2`` apart, so the difference keeps ``2**-93`` even for
-    probabilities near ``1e-300``). ``p = 0`` contributes 0 and ``p > 0 = q`` infinity.
+    larger than a result that cancels to below its size. Elsewhere the term is ``p (log p - log q)`` with both
+    logarithms in double-double (at least ``log 2`` apart, so the difference keeps ``2**-93`` even for probabilities
+    near ``1e-300``). ``p = 0`` contributes 0 and ``p > 0 = q`` infinity.
     """
     shape = np.broadcast_shapes(p.shape, q.shape)
     p, q = np.broadcast_to(p, shape), np.broadcast_to(q, shape)
     parts = np.zeros((6, *shape))
     positive = p > 0
-    near = positive & (q > 0) & (q <= 2.0 * p)
+    near = positive & (q >= 0.5 * p) & (q <= 2.0 * p)
     if near.any():
         p_near = p[near]
-        difference = dd.two_sum(q[near], -p_near)
-        generalised = dd.mul_double(dd.x_minus_log1p(dd.div_double(difference, p_near)), p_near)
-        parts[0][near], parts[1][near] = generalised
-        parts[2][near], parts[3][near] = -difference.hi, -difference.lo
-    far = positive & (q > 2.0 * p)
+        difference = q[near] - p_near  # exact
+        u = dd.div_double(dd.DoubleDouble(difference, np.zeros_like(difference)), p_near)
+        parts[0][near], parts[1][near] = dd.mul_double(dd.x_minus_log1p(u), p_near)
+        parts[2][near] = -difference
+    far = positive & (q > 0) & ~near
     if far.any():
         p_far = p[far]
         log_q = dd.log(q[far])
@@ -175,8 +175,8 @@ def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
 
     Terms with $p_i = 0$ are 0; a term with $p_i > 0 = q_i$ is infinite. For normalised ``p`` and ``q``
     it is non-negative (Gibbs' inequality) and 0 exactly when ``p = q``. Nearly equal distributions keep their digits:
-    where ``q <= 2p`` each term is split into ``p log(p/q) - p + q >= 0`` (evaluated without cancellation, in
-    double-double) and the exact ``p - q``, the other terms are double-doubles too, and everything is summed with
+    where ``p/2 <= q <= 2p`` each term is split into ``p log(p/q) - p + q >= 0`` (evaluated without cancellation,
+    in double-double) and the exact ``p - q``, the other terms are double-doubles too, and everything is summed with
     compensation, so the result is within a few ULP even when ``sum p log(p/q)`` cancels to far below its terms.
 
     This is the divergence of distributions, not ``torch.nn.functional.kl_div`` (which takes ``log q`` first and
