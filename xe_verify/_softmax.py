@@ -82,8 +82,8 @@ class ShiftedRows:
         with np.errstate(invalid="ignore"):
             total = self.maximum + self.log_partition
         result = np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]
-        # NaN rows compare false.
-        cancelling = np.flatnonzero(self.log_partition[:, 0] > _LOGSUMEXP_CANCELLATION * np.abs(result))
+        # L / 2 rather than 2 |m + L|, which overflows for m near the largest float; NaN rows compare false.
+        cancelling = np.flatnonzero(self.log_partition[:, 0] * (1.0 / _LOGSUMEXP_CANCELLATION) > np.abs(result))
         if cancelling.size:
             result[cancelling] = _logsumexp_double_double(
                 self.maximum[cancelling, 0], self.shifted[cancelling], self.error[cancelling]
