@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from xe_verify import _double_double as dd
 from xe_verify._arrays import Float64Array
 from xe_verify._blocks import workspace
 
@@ -122,6 +123,39 @@ class ShiftedRows:
         with np.errstate(invalid="ignore"):
             total = self.maximum + self.log_partition
         return np.where(np.isinf(self.maximum), self.maximum, total)[:, 0]
+
+    def logsumexp_double_double(self) -> Float64Array:
+        """``m + L`` per row for finite rows, with ``L`` in double-double and the sum rounded once.
+
+        ``d + e = x - m`` exactly, so ``exp`` of the double-double ``(d, e)`` is each term to ``2**-101``; the
+        pairwise sum of the non-negative terms adds ``3u²`` per level and ``log1p`` ``2**-100``: ``L`` is known to
+        about ``2**-99`` of itself, and ``m + L`` is rounded once (TwoSum keeps ``m + L.hi`` exact). For the rows
+        where ``m + L`` cancels (see ``cancelling_rows``): it costs several times ``logsumexp``.
+        """
+        terms = dd.exp(dd.DoubleDouble(self.shifted, self.error))
+        # The maximum's own term is exactly 1 and stays out of the sum (log1p adds it back), as in shift_rows.
+        at_maximum = np.argmax(self.shifted, axis=-1)[:, None]
+        np.put_along_axis(terms.hi, at_maximum, 0.0, axis=-1)
+        np.put_along_axis(terms.lo, at_maximum, 0.0, axis=-1)
+        log_partition = dd.log1p(dd.sum_last_axis(terms))
+        head = dd.two_sum(self.maximum[:, 0], log_partition.hi)
+        return np.asarray(head.hi + (head.lo + log_partition.lo), dtype=np.float64)
+
+
+#: ``logsumexp`` rows with ``L > 2 |m + L|`` are recomputed in double-double. Measured on rows of 2 to 10 negative
+#: logits, the float64 result is within 2.9 ULP below that cancellation factor and up to 4.4 ULP between 2 and 4.
+_LOGSUMEXP_CANCELLATION = 2.0
+
+
+def cancelling_rows(logsumexp: Float64Array, log_partition: Float64Array) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """The rows whose ``m + L`` is small next to ``L`` (so ``m < 0``), by their ``logsumexp`` and ``L``.
+
+    There ``L``'s own rounding errors (of the terms, their sum and ``log1p``, a few ULP of ``L``) would be amplified
+    in the result. ``L / 2`` is compared rather than ``2 |m + L|``, which overflows for ``m`` near the largest float;
+    NaN rows are never flagged.
+    """
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(log_partition * (1.0 / _LOGSUMEXP_CANCELLATION) > np.abs(logsumexp))
 
 
 def shift_rows(rows: Float64Array, *, in_workspace: bool = False) -> ShiftedRows:

@@ -16,7 +16,9 @@ from xe_verify._arrays import Float64Array
 
 
 def compensated_sum(values: Float64Array, axis: int = -1) -> Float64Array:
-    """Sum ``values`` along ``axis`` with compensation; non-finite values give numpy's plain sum (NaN, infinities).
+    """Sum ``values`` along ``axis`` with compensation.
+
+    A sum with non-finite values is numpy's plain one (NaN, infinities); the other sums keep their compensation.
 
     Examples
     --------
@@ -26,8 +28,11 @@ def compensated_sum(values: Float64Array, axis: int = -1) -> Float64Array:
     1e-16
     """
     level: np.ndarray[Any, Any] = np.moveaxis(values, axis, -1)
-    if not np.isfinite(level).all():
-        return np.asarray(np.sum(level, axis=-1), dtype=np.float64)
+    finite = np.isfinite(level).all(axis=-1)
+    if not finite.all():
+        plain = np.sum(level, axis=-1)
+        compensated = compensated_sum(np.where(finite[..., None], level, 0.0))
+        return np.asarray(np.where(finite, compensated, plain), dtype=np.float64)
     errors = np.zeros(level.shape[:-1])
     while level.shape[-1] > 1:
         odd = level[..., -1:] if level.shape[-1] % 2 else level[..., :0]

@@ -8,7 +8,9 @@ numpy arrays of any real dtype, torch tensors), computes in float64 and returns 
 
 The formulas are evaluated so that they are *more* accurate than torch where torch loses digits: log-sum-exp with the
 shift's rounding error carried and ``log1p`` of the non-maximal terms (see ``xe_verify._softmax``), ``log1p`` and
-``log1p(exp(-|x|))`` for the sigmoid family, and sums of non-negative terms kept apart from cancelling ones.
+``log1p(exp(-|x|))`` for the sigmoid family, sums of non-negative terms kept apart from cancelling ones, and
+double-double arithmetic (``xe_verify._double_double``) where a difference cancels anyway: ``kl_div``'s
+``log t - x`` for ``x`` close to ``log t``, ``logsumexp``'s ``m + log1p(s)`` near 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from xe_verify import _double_double as dd
 from xe_verify._arrays import (
     Float64Array,
     as_float64,
@@ -28,8 +31,8 @@ from xe_verify._arrays import (
     check_in_unit_interval,
     check_reduction,
 )
-from xe_verify._blocks import Block, RowLayout, chunks, elementwise, for_each, workspace
-from xe_verify._softmax import PARTITION_SCALE, TINY_PARTITION, ShiftedRows, scaled_exp, shift_rows
+from xe_verify._blocks import BLOCK_ELEMENTS, Block, RowLayout, chunks, elementwise, for_each, workspace
+from xe_verify._softmax import PARTITION_SCALE, TINY_PARTITION, ShiftedRows, cancelling_rows, scaled_exp, shift_rows
 
 __all__ = [
     "DIFFERENCES_FROM_TORCH",
@@ -297,6 +300,11 @@ def logsumexp(input: Any, dim: int) -> Float64Array:
 
     An all-``-inf`` row gives ``-inf`` and an empty one ``-inf`` (torch agrees); ``+inf`` anywhere gives ``+inf``.
 
+    Within a few ULP of the exact value for finite rows: where ``m < 0`` and the result is close to 0, so that
+    ``m`` and the ``log1p`` term cancel, the row is recomputed with the terms, their sum and ``log1p`` in
+    double-double and rounded once (see ``ShiftedRows.logsumexp_double_double``); such rows cost several times
+    more (a row of log-probabilities, whose logsumexp is about 0, about 30 times).
+
     Examples
     --------
     >>> from xe_verify.functional import logsumexp
@@ -308,11 +316,27 @@ def logsumexp(input: Any, dim: int) -> Float64Array:
     result = np.full(rows.shape[0], -np.inf)
     if rows.size:
         layout = RowLayout(rows)
+        log_partition = np.empty(rows.shape[0])
 
         def work(block: Block) -> None:
-            result[layout.row_slice(block)] = shift_rows(layout.load(block), in_workspace=True).logsumexp()
+            shifted = shift_rows(layout.load(block), in_workspace=True)
+            result[layout.row_slice(block)] = shifted.logsumexp()
+            log_partition[layout.row_slice(block)] = shifted.log_partition[:, 0]
 
         for_each(work, layout.blocks(), rows.size)
+        # Rows where m + L cancels are redone with L in double-double, in blocks of a quarter of BLOCK_ELEMENTS (the
+        # double-double exponential keeps a few dozen temporaries of a block's size alive). They are found once,
+        # after the blocks, so that the common path pays one assignment per block and nothing more.
+        cancelling = cancelling_rows(result, log_partition)
+        if cancelling.size:
+            per_block = max(1, BLOCK_ELEMENTS // 4 // rows.shape[1])
+            redo_blocks = [cancelling[start : start + per_block] for start in range(0, cancelling.size, per_block)]
+
+            def redo(block_rows: np.ndarray[Any, np.dtype[np.intp]]) -> None:
+                shifted = shift_rows(np.asarray(rows[block_rows], dtype=np.float64))
+                result[block_rows] = shifted.logsumexp_double_double()
+
+            for_each(redo, redo_blocks, cancelling.size * rows.shape[1])
     return result.reshape(moved_shape[:-1])
 
 
@@ -1020,6 +1044,18 @@ def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = 
     Mirrors torch's edge cases: ``t = 0`` with ``x = -inf`` or NaN gives NaN (``0 * -inf``), ``t < 0`` gives NaN,
     ``t = 1`` with ``x = -inf`` gives ``inf``.
 
+    For ``0 < t < inf`` and finite ``x`` the term is evaluated as ``t (log t - x)``. Where ``x`` is close to
+    ``log t`` (a good model) the difference cancels, and the float64 ``log t`` would leave only its own rounding error
+    (torch returns 0 for ``x = fl(log t)``, where the exact term is about ``1e-17 t``): there ``log t`` is taken in
+    double-double, to ``2**-69``, or to ``2**-100`` when ``x`` is within ``2**-16`` of ``log t`` relatively. The
+    term is then within 4 ULP (measured: 3.8 at most, just below the cancellation at which double-double takes
+    over) as long as ``log t - x`` is not below about ``2**-48 |log t|``. Closer still, as for ``x = fl(log t)``
+    itself, the term's digits are those of ``log t`` from its 54th bit on, and double-double knows ``log t`` to
+    about ``2**-100``: the error stays below ``2**-100 t |log t|`` but can be hundreds of ULP of the term
+    (``kl_div([log(0.63)], [0.63])``: 107 ULP; about 7% of such terms exceed 4 ULP). The double-double terms cost
+    about 30 times the float64 ones: an input whose every term cancels (a model close to the target throughout)
+    takes some 25 to 35 times as long as the plain formula.
+
     Parameters
     ----------
     input : array_like
@@ -1058,12 +1094,59 @@ def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = 
     return _finish(output, total, reduction, int(np.prod(shape, dtype=np.int64)))
 
 
+#: ``kl_div``'s term is recomputed with a more accurate ``log t`` where ``|log t - x| < |log t| / 4``: there the
+#: rounding error of ``log t`` (up to 0.58 ULP for numpy's) is amplified more than 4 times and can push the term past
+#: 4 ULP (measured: at most 3.8 ULP for a cancellation factor below 4, 7.4 ULP between 4 and 8, 14 between 8 and 16,
+#: 55 between 16 and 64). The price: for x normal and t uniform in (0, 1), 7% of the terms cancel that much, and the
+#: double-double logarithm (about 90 numpy operations on them per chunk) doubles kl_div's time on such inputs (with a
+#: factor of 8: 1.4 times, 16: 1.2, 32: 1.05; measured on 10**7 float32 elements, 2 threads).
+_KL_DIV_CANCELLATION = 4.0
+
+#: Up to this cancellation factor ``log t`` to ``2**-69`` is enough (it adds at most ``2**-53`` of the term);
+#: beyond it ``log t`` is taken to ``2**-100``. (Two levels because the second costs five times the first, and all
+#: but a few in ``10**5`` cancelling terms of a typical input need only the first.)
+_KL_DIV_DEEP_CANCELLATION = 2.0**16
+
+
 def _kl_div_kernel(x: Float64Array, t: Float64Array) -> Float64Array:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # torch: xlogy(t, t) - t * x. Where everything is finite and t > 0, t * (log t - x) rounds less.
-        literal = np.where(t == 0, 0.0, t * np.log(t)) - t * x
-        accurate = t * (np.log(t) - x)
-        return np.where((t > 0) & np.isfinite(t) & np.isfinite(x), accurate, literal)
+        log_t = np.log(t)
+        # For 0 < t < inf, t * (log t - x) rounds less than torch's xlogy(t, t) - t * x and has the same infinities
+        # and NaN for any x; elsewhere (t <= 0, inf or NaN) torch's own expression is kept.
+        in_domain = np.isfinite(log_t)
+        literal = None if in_domain.all() else np.where(t == 0, 0.0, t * log_t) - t * x
+        losses = log_t - x
+        losses *= t
+        if literal is not None:
+            np.copyto(losses, literal, where=~in_domain)
+        # x close to log t (a good model): the difference cancels, and log t's rounding error dominates it. The test
+        # |x / log t - 1| < 1 / K is |log t - x| < |log t| / K, computed in log_t's buffer: a chunk-sized temporary
+        # costs more here than the arithmetic (page faults). (NaN compares false: t = 1, infinities.)
+        ratio = np.divide(x, log_t, out=log_t)
+        ratio -= 1.0
+        close = np.flatnonzero(np.abs(ratio, out=ratio) < 1.0 / _KL_DIV_CANCELLATION)
+        if close.size:
+            x_close, t_close = x[close], t[close]
+            difference = _log_minus(t_close, x_close, precise=False)
+            losses[close] = t_close * difference
+            deep = np.flatnonzero(np.abs(difference) * _KL_DIV_DEEP_CANCELLATION < np.abs(x_close))
+            if deep.size:
+                t_deep = t_close[deep]
+                losses[close[deep]] = t_deep * _log_minus(t_deep, x_close[deep], precise=True)
+        return losses
+
+
+def _log_minus(t: Float64Array, x: Float64Array, *, precise: bool) -> Float64Array:
+    """``log t - x`` for ``0 < t < inf`` and finite ``x``, rounded once, with ``log t`` in double-double.
+
+    ``log t = H + L`` to ``2**-100`` of itself (``2**-60`` unless ``precise``, see ``xe_verify._double_double.log``),
+    and ``(H - x) + L`` is rounded once (TwoSum keeps ``H - x`` exact): the error is half an ULP of the result plus
+    the logarithm's error, ``2**-100 |log t|``, which is ``2**-47`` of ``|log t - x|`` even when ``x`` is the
+    float64 nearest ``log t``.
+    """
+    log_t = dd.log(t, precise=precise)
+    head = dd.two_sum(log_t.hi, -x)
+    return head.hi + (head.lo + log_t.lo)
 
 
 def _kl_div_log_target_kernel(x: Float64Array, t: Float64Array) -> Float64Array:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from xe_verify import _double_double as dd
 from xe_verify._arrays import Float64Array, as_float64, first_offender
 from xe_verify._summation import compensated_sum
 
@@ -136,47 +137,37 @@ def cross_entropy(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
     return _sum_along(terms, axis, base)
 
 
-#: Coefficients 1 / (2k + 3) of the series for ``x - log1p(x)``; 18 terms reach 1e-18 for ``|z| <= 1/3``.
-_SERIES = 1.0 / (2.0 * np.arange(18) + 3.0)
-
-
-def _x_minus_log1p(x: Float64Array, p: Float64Array, q: Float64Array) -> Float64Array:
-    """``x - log1p(x)`` for ``x = (q - p) / p >= -1``, accurate near 0 where the difference cancels.
-
-    With ``z = x / (2 + x)``, ``log1p(x) = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 + ...)`` and ``x = 2z / (1 - z)``, so
-    ``x - log1p(x) = 2z^2 / (1 - z) - 2z^3 (1/3 + z^2/5 + ...)``: no cancellation for ``|x| <= 1/2`` (``|z| <= 1/3``).
-    Further out ``log1p(x)`` is ``log(q / p)`` (or ``log q - log p`` where the ratio leaves the normal range): the
-    rounded ``x`` would lose ``log1p``'s digits as ``q / p`` approaches 0.
-    """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        z = x / (2.0 + x)
-        w = z * z
-        series = np.zeros_like(z)
-        for coefficient in _SERIES[::-1]:
-            series = series * w + coefficient
-        near_zero = 2.0 * w / (1.0 - z) - 2.0 * w * z * series
-        ratio = q / p
-        log_ratio = np.where(ratio >= np.finfo(np.float64).tiny, np.log(ratio), np.log(q) - np.log(p))
-        return np.where(np.abs(x) <= 0.5, near_zero, x - log_ratio)
-
-
 def _kl_parts(p: Float64Array, q: Float64Array) -> Float64Array:
-    """Parts whose sum over the last axis is ``sum_i p_i log(p_i / q_i)``, none of them cancelling much.
+    """Parts whose sum over the last axis is ``sum_i p_i log(p_i / q_i)``, each exact or within ``2**-88`` of itself.
 
-    Where ``q <= 2p`` a term is split as ``[p log(p/q) - p + q] + [p - q]``: the first part is ``p phi(u) >= 0`` with
-    ``u = (q - p) / p`` and ``phi(u) = u - log1p(u)`` evaluated without cancellation, the second is exact (Sterbenz)
-    for ``q >= p/2``. For nearly equal distributions the ``p - q`` add up to almost nothing and the result is the sum
-    of the small non-negative first parts, so it keeps its digits where ``sum p log(p/q)`` would cancel. Where
-    ``q > 2p`` the plain ``p log(p/q)`` is used (the split would round ``q``-sized parts). ``p = 0`` contributes 0.
+    Where ``p/2 <= q <= 2p`` a term is split as ``p phi(u) + (p - q)`` with ``u = (q - p) / p`` and
+    ``phi(u) = u - log1p(u) >= 0``: for nearly equal distributions the ``p - q`` add up to almost nothing, and the
+    result is the sum of the small non-negative ``p phi(u)``, so it keeps its digits where ``sum p log(p/q)``
+    cancels. ``p - q`` is exact there (Sterbenz); ``u`` (to ``4u²``), ``phi`` (to ``2**-89``) and ``p phi`` are
+    double-doubles, whose both halves become parts: even a term's own rounding error (an ULP of it) would be far
+    larger than a result that cancels to below its size. Elsewhere the term is ``p (log p - log q)`` with both
+    logarithms in double-double (at least ``log 2`` apart, so the difference keeps ``2**-93`` even for probabilities
+    near ``1e-300``). ``p = 0`` contributes 0 and ``p > 0 = q`` infinity.
     """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        positive = p > 0
-        near = positive & (q <= 2.0 * p)
-        safe_p = np.where(positive, p, 1.0)
-        generalised = np.where(near, p * _x_minus_log1p((q - p) / safe_p, safe_p, q), 0.0)
-        difference = np.where(near, p - q, 0.0)
-        direct = np.where(positive & ~near, p * (np.log(safe_p) - np.log(q)), 0.0)
-    return np.concatenate(np.broadcast_arrays(generalised, difference, direct), axis=-1)
+    shape = np.broadcast_shapes(p.shape, q.shape)
+    p, q = np.broadcast_to(p, shape), np.broadcast_to(q, shape)
+    parts = np.zeros((6, *shape))
+    positive = p > 0
+    near = positive & (q >= 0.5 * p) & (q <= 2.0 * p)
+    if near.any():
+        p_near = p[near]
+        difference = q[near] - p_near  # exact
+        u = dd.div_double(dd.DoubleDouble(difference, np.zeros_like(difference)), p_near)
+        parts[0][near], parts[1][near] = dd.mul_double(dd.x_minus_log1p(u), p_near)
+        parts[2][near] = -difference
+    far = positive & (q > 0) & ~near
+    if far.any():
+        p_far = p[far]
+        log_q = dd.log(q[far])
+        log_ratio = dd.add(dd.log(p_far), dd.DoubleDouble(-log_q.hi, -log_q.lo))
+        parts[4][far], parts[5][far] = dd.mul_double(log_ratio, p_far)
+    parts[4][positive & (q == 0)] = np.inf
+    return np.concatenate(list(parts), axis=-1)
 
 
 def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) -> Result:
@@ -184,9 +175,9 @@ def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
 
     Terms with $p_i = 0$ are 0; a term with $p_i > 0 = q_i$ is infinite. For normalised ``p`` and ``q``
     it is non-negative (Gibbs' inequality) and 0 exactly when ``p = q``. Nearly equal distributions keep their digits:
-    where ``q <= 2p`` each term is split into ``p log(p/q) - p + q >= 0`` (evaluated without cancellation) and the
-    exact ``p - q``, and everything is summed with compensation, so the result is accurate to a few ULP even when
-    ``sum p log(p/q)`` would cancel to noise.
+    where ``p/2 <= q <= 2p`` each term is split into ``p log(p/q) - p + q >= 0`` (evaluated without cancellation,
+    in double-double) and the exact ``p - q``, the other terms are double-doubles too, and everything is summed with
+    compensation, so the result is within a few ULP even when ``sum p log(p/q)`` cancels to far below its terms.
 
     This is the divergence of distributions, not ``torch.nn.functional.kl_div`` (which takes ``log q`` first and
     averages elementwise by default): ``kl_div(log(q), p, reduction="sum")`` equals ``kl_divergence(p, q)``.
