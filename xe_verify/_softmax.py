@@ -188,9 +188,10 @@ def shift_rows(rows: Float64Array, *, in_workspace: bool = False) -> ShiftedRows
         log_partition = np.log1p(terms.sum(axis=-1, keepdims=True))
     # A +inf maximum's own term is inf - inf = NaN, which the line above left out: put it back, as torch has it.
     log_partition[np.isposinf(maximum)] = np.nan
-    tiny_rows = np.flatnonzero(log_partition[:, 0] < TINY_PARTITION)  # NaN rows compare False
-    if not tiny_rows.size:
+    # One reduction in the common case (a NaN minimum compares False, and NaN rows are never tiny).
+    if not np.min(log_partition, initial=np.inf) < TINY_PARTITION:
         return ShiftedRows(maximum, shifted, error, log_partition)
+    tiny_rows = np.flatnonzero(log_partition[:, 0] < TINY_PARTITION)
     tiny_scaled = _scaled_partition(shifted[tiny_rows], error[tiny_rows], top[tiny_rows])
     # log1p(s) = s - s^2/2 rounds to s here (s < 2^-960), so L is the scaled sum scaled back: one rounding.
     log_partition[tiny_rows, 0] = np.ldexp(tiny_scaled, -PARTITION_SCALE)

@@ -16,8 +16,7 @@ double-double arithmetic (``xe_verify._double_double``) where a difference cance
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
@@ -178,19 +177,27 @@ def _counted(y: np.ndarray[Any, Any], ignore_index: int) -> tuple[np.ndarray[Any
 
 
 def _block_targets(
-    y: np.ndarray[Any, Any], w: Float64Array | None, ignore_index: int
-) -> tuple[np.ndarray[Any, Any], IndexArray, Float64Array | None]:
-    """One block's (checked) targets: the mask of those that count, safe indices, their weights (``None``: all 1)."""
-    valid, safe_y = _counted(y, ignore_index)
+    y: np.ndarray[Any, Any], w: Float64Array | None, ignore_index: int | None
+) -> tuple[np.ndarray[Any, Any] | None, IndexArray, Float64Array | None]:
+    """One block's (checked) targets: the mask of those that count, safe indices, their weights.
+
+    The mask is ``None`` where all of them count (``ignore_index`` ``None``: none can be ignored), the weights
+    ``None`` without class weights (all 1). Blocks of a 32000-class input hold 4 rows: every numpy call counts.
+    """
+    indices = y.astype(np.int64, copy=False)
+    if ignore_index is None:
+        return None, indices, None if w is None else w[indices]
+    valid = indices != ignore_index
+    if valid.all():
+        return None, indices, None if w is None else w[indices]
+    safe_y = np.where(valid, indices, 0)
     return valid, safe_y, None if w is None else w[safe_y]
 
 
-def _counted_weight(valid: np.ndarray[Any, Any], target_weight: Float64Array | None) -> float:
-    """The mean's denominator over one block: the counted targets' weights, or their number."""
-    if target_weight is None:
-        return float(np.count_nonzero(valid))
+def _counted_weight(valid: np.ndarray[Any, Any] | None, target_weight: Float64Array) -> float:
+    """The mean's denominator over one block: the counted targets' weights (``valid`` ``None``: all count)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.sum(np.where(valid, target_weight, 0.0)))
+        return float(np.sum(target_weight if valid is None else np.where(valid, target_weight, 0.0)))
 
 
 def _label_smoothing(value: Any) -> float:
@@ -499,21 +506,27 @@ def cross_entropy(
     layout = RowLayout(x)
 
     def row_losses(block: Block, rows: _RowTargets) -> tuple[Float64Array, tuple[float, ...]]:
+        # (inside _class_index_blocks' errstate: NaN and infinities follow torch without warnings)
         shifted = shift_rows(layout.load(block), in_workspace=True)
-        with np.errstate(invalid="ignore", over="ignore"):
-            target_shift = _gather(shifted.shifted, rows.picked)
-            target_error = _gather(shifted.error, rows.picked)
-            losses = (shifted.log_partition[:, 0] - target_shift) - target_error
-            if rows.weight is not None:
-                losses *= rows.weight
-                _round_tiny_rows_once(losses, shifted, rows.weight, (target_shift == 0) & (target_error == 0))
-            if smoothing <= 0.0:
-                return losses, ()
-            smooth = np.ldexp(_smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape)), -rows.exponent)
-            # torch divides the nll and smoothing sums by a zero denominator each on its own: keep them apart.
-            parts = (np.sum(np.where(rows.valid, losses, 0.0)), np.sum(np.where(rows.valid, smooth, 0.0)))
-            # eps (S / C), not (eps / C) S: a subnormal eps / C would round to a large relative error.
-            return (1.0 - smoothing) * losses + smoothing * (smooth / classes), parts
+        target_shift = _gather(shifted.shifted, rows.picked)
+        target_error = _gather(shifted.error, rows.picked)
+        losses = (shifted.log_partition[:, 0] - target_shift) - target_error
+        if rows.weight is not None:
+            losses *= rows.weight
+            _round_tiny_rows_once(losses, shifted, rows.weight, (target_shift == 0) & (target_error == 0))
+        if smoothing <= 0.0:
+            return losses, ()
+        smooth = np.ldexp(_smoothing_term(shifted, w, workspace(2, *shifted.shifted.shape)), -rows.exponent)
+        # torch divides the nll and smoothing sums by a zero denominator each on its own: keep them apart.
+        if rows.valid is None:
+            parts = (float(np.sum(losses)), float(np.sum(smooth)))
+        else:
+            parts = (
+                float(np.sum(np.where(rows.valid, losses, 0.0))),
+                float(np.sum(np.where(rows.valid, smooth, 0.0))),
+            )
+        # eps (S / C), not (eps / C) S: a subnormal eps / C would round to a large relative error.
+        return (1.0 - smoothing) * losses + smoothing * (smooth / classes), parts
 
     output, sums = _class_index_blocks(
         layout, y, w, ignore_index, reduction, row_losses, extras=2 if smoothing > 0.0 else 0, columns=None
@@ -545,15 +558,14 @@ def _round_tiny_rows_once(
             losses[rows[keep]] = np.ldexp(factor[rows[keep]] * shifted.tiny_scaled[keep], -PARTITION_SCALE)
 
 
-@dataclass(frozen=True)
-class _RowTargets:
+class _RowTargets(NamedTuple):
     """One block's class-index targets, checked: those that count, safe indices, their weights and its scale.
 
-    ``weight`` is ``None`` without class weights (every weight 1); for a ``mean`` it is scaled by ``2^-exponent``
-    (see ``_scaled_weights``), which leaves the mean unchanged.
+    ``valid`` is ``None`` where every target counts. ``weight`` is ``None`` without class weights (every weight 1);
+    for a ``mean`` it is scaled by ``2^-exponent`` (see ``_scaled_weights``), which leaves the mean unchanged.
     """
 
-    valid: np.ndarray[Any, Any]
+    valid: np.ndarray[Any, Any] | None
     picked: IndexArray
     weight: Float64Array | None
     exponent: int
@@ -576,37 +588,44 @@ def _class_index_blocks(
     """Run ``row_losses`` over the row blocks of a class-index loss; the losses (for ``none``) and the sums.
 
     ``row_losses(block, targets)`` returns the block's losses (ignored rows are set to 0 here, whatever their
-    logits) and ``extras`` more partial sums. Returns the per-row losses for ``none`` (else ``None``) and, over all
-    blocks, the sum of the losses, the mean's denominator (the counted targets' weights) and the extra sums, each
-    summed per block in a fixed order (the same whatever the threads) and brought to one scale (``_sum_blocks``).
+    logits) and ``extras`` more partial sums; it runs with numpy's invalid and overflow warnings off. Returns the
+    per-row losses for ``none`` (else ``None``) and, over all blocks, the sum of the losses, the mean's denominator
+    (the counted targets' weights) and the extra sums, each summed per block in a fixed order (the same whatever the
+    threads) and brought to one scale (``_sum_blocks``).
     Nothing per row is kept beyond a block: the memory does not grow with the rows.
     """
     blocks = layout.blocks(columns) if layout.classes else []  # with no class, every target is ignored
     output = np.zeros(layout.rows) if reduction == "none" else None
-    sums = np.zeros((3 + extras, len(blocks)))  # the last row: each block's weight scale
+    sums = np.zeros((len(blocks), 3 + extras))  # per block; the last column: the block's weight scale
+    # Where no target can equal ignore_index, the blocks skip the mask (a comparison and a reduction each).
+    some_ignored = y.size > 0 and int(y.min()) <= ignore_index <= int(y.max())
+    block_ignore_index = ignore_index if some_ignored else None
 
     def work(item: tuple[int, Block]) -> None:
         index, block = item
         rows = layout.row_slice(block)
-        valid, picked, target_weight = _block_targets(y[rows], w, ignore_index)
+        valid, picked, target_weight = _block_targets(y[rows], w, block_ignore_index)
         exponent = 0
         if target_weight is not None and reduction == "mean":
             target_weight, exponent = _scaled_weights(target_weight, valid)
-        losses, partial = row_losses(block, _RowTargets(valid, picked, target_weight, exponent))
         with np.errstate(invalid="ignore", over="ignore"):
-            losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
-            sums[0, index] = np.sum(losses)
-        sums[1, index] = _counted_weight(valid, target_weight)
-        sums[2 : 2 + extras, index] = partial
-        sums[-1, index] = exponent
+            losses, partial = row_losses(block, _RowTargets(valid, picked, target_weight, exponent))
+            if valid is not None:
+                losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
+            if target_weight is None:
+                counted = losses.shape[0] if valid is None else np.count_nonzero(valid)
+            else:
+                counted = _counted_weight(valid, target_weight)
+            sums[index] = (np.sum(losses), counted, *partial, exponent)
         if output is not None:
             output[rows] = losses
 
     for_each(work, list(enumerate(blocks)), layout.rows * (columns or layout.classes))
-    return output, _sum_blocks(sums[:-1], sums[-1])
+    # Transposed so that each quantity's blocks are contiguous (numpy sums those pairwise).
+    return output, _sum_blocks(np.ascontiguousarray(sums[:, :-1].T), sums[:, -1])
 
 
-def _scaled_weights(target_weight: Float64Array, valid: np.ndarray[Any, Any]) -> tuple[Float64Array, int]:
+def _scaled_weights(target_weight: Float64Array, valid: np.ndarray[Any, Any] | None) -> tuple[Float64Array, int]:
     """A block's target weights scaled by ``2^-k`` so that the largest counted one is in [1/2, 1), and ``k``.
 
     A weighted mean is unchanged by scaling every weight by the same power of two, and tiny weights no longer
@@ -614,7 +633,8 @@ def _scaled_weights(target_weight: Float64Array, valid: np.ndarray[Any, Any]) ->
     The scale follows the weights of the targets that count: a large weight of an absent class must not push the
     present ones into the subnormal range. Blocks are brought to a common scale by ``_sum_blocks``.
     """
-    largest = float(np.max(np.abs(np.where(valid, target_weight, 0.0)), initial=0.0))
+    counted = target_weight if valid is None else np.where(valid, target_weight, 0.0)
+    largest = float(np.max(np.abs(counted), initial=0.0))
     if largest == 0.0 or not np.isfinite(largest):
         return target_weight, 0
     exponent = int(np.frexp(largest)[1])
@@ -788,8 +808,8 @@ def nll_loss(
 
     def row_losses(block: Block, rows: _RowTargets) -> tuple[Float64Array, tuple[float, ...]]:
         values = layout.gather(block, rows.picked).astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            return -(values if rows.weight is None else rows.weight * values), ()
+        # (inside _class_index_blocks' errstate: NaN and infinities follow torch without warnings)
+        return -(values if rows.weight is None else rows.weight * values), ()
 
     # Only the target column is read, from the input as it is (no float64 copy): blocks count rows, not elements.
     output, sums = _class_index_blocks(layout, y, w, ignore_index, reduction, row_losses, extras=0, columns=1)
