@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from xe_verify import _blocks, functional
+from xe_verify import _blocks, functional, information
 
 MIB = 1 << 20
 #: Issue 6: at most this much temporary memory above the inputs, whatever their size.
@@ -241,3 +241,16 @@ def test_row_losses_use_no_memory_per_row(case: str, reduction: str) -> None:
     per_thread = _blocks.WORKSPACE_BUFFERS * MIB + 12 * (_blocks.BLOCK_ELEMENTS // 2) * 8
     used = temporary_memory(lambda: ROW_LOSSES[case](inputs, reduction))
     assert used <= 2 * per_thread, f"{used / MIB:.1f} MiB for {inputs['logits'].nbytes / MIB:.0f} MiB of logits"
+
+
+@pytest.mark.parametrize("name", ["entropy", "cross_entropy", "kl_divergence"])
+def test_information_uses_no_memory_per_row(name: str) -> None:
+    # 2^18 rows of 16 float32 probabilities (16 MiB): a float64 copy of p alone would be 32 MiB, and the KL
+    # divergence's double-double terms made some 60 times the input before the rows went through blocks.
+    rng = np.random.default_rng(0)
+    p = rng.random((1 << 18, 16), dtype=np.float32)
+    q = rng.random((1 << 18, 16), dtype=np.float32)
+    function = getattr(information, name)
+    arguments = (p,) if name == "entropy" else (p, q)
+    used = temporary_memory(lambda: function(*arguments))
+    assert used <= 16 * MIB, f"{used / MIB:.1f} MiB for {p.nbytes / MIB:.0f} MiB of p"

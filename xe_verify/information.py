@@ -17,12 +17,14 @@ formulas are evaluated on the numbers given, so a vector that does not sum to 1 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from xe_verify import _blocks
 from xe_verify import _double_double as dd
-from xe_verify._arrays import Float64Array, as_float64, first_offender
+from xe_verify._arrays import Float64Array, as_real, first_offender
 from xe_verify._summation import compensated_sum
 
 __all__ = ["cross_entropy", "entropy", "kl_divergence"]
@@ -30,15 +32,46 @@ __all__ = ["cross_entropy", "entropy", "kl_divergence"]
 Result = Float64Array | np.float64
 
 
-def _probabilities(value: Any, name: str) -> Float64Array:
-    p = as_float64(value, name)
-    bad = ~(np.isfinite(p) & (p >= 0))
-    if bad.any():
-        raise ValueError(f"{name}: probabilities must be finite and non-negative; found {first_offender(bad, p, name)}")
-    return p
+def _probabilities(value: Any, name: str) -> np.ndarray[Any, Any]:
+    """``value`` as an array of its own real dtype, checked: finite and non-negative (no temporary of its size)."""
+    p = as_real(value, name)
+    # min and max propagate NaN; the mask is built for the error message only.
+    if p.size == 0 or (np.min(p) >= 0 and np.isfinite(np.max(p))):
+        return p
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(p) & (p >= 0))
+    raise ValueError(f"{name}: probabilities must be finite and non-negative; found {first_offender(bad, p, name)}")
 
 
-def _pair(p: Any, q: Any) -> tuple[Float64Array, Float64Array]:
+#: Elements per block of rows: each block is converted to float64 and reduced on its own, so the memory does not
+#: grow with the number of rows (the KL divergence's double-double terms keep a few dozen temporaries of a block).
+BLOCK_ELEMENTS = _blocks.BLOCK_ELEMENTS // 4
+
+
+def _by_rows(row_sums: Callable[..., Float64Array], arrays: list[np.ndarray[Any, Any]], axis: int, base: Any) -> Result:
+    """``row_sums`` (float64 blocks of rows, shape ``(k, C)``, to their ``(k,)`` sums in nats) along ``axis``.
+
+    The arrays are broadcast against each other and read a block of rows at a time, so no temporary grows with the
+    number of rows; the result is divided by ``log(base)``.
+    """
+    views = np.broadcast_arrays(*arrays)
+    _check_axis(views[0], axis)
+    log_base = _log_of_base(base)
+    moved = [np.moveaxis(view, axis, -1) for view in views]
+    leading, classes = moved[0].shape[:-1], moved[0].shape[-1]
+    rows = [view.reshape(1, classes) if not leading else view for view in moved]
+    shape = leading or (1,)
+    count = int(np.prod(shape, dtype=np.int64))
+    totals = np.empty(count)
+    per_block = max(1, BLOCK_ELEMENTS // max(classes, 1))
+    for start in range(0, count, per_block):
+        positions = np.unravel_index(np.arange(start, min(start + per_block, count)), shape)
+        totals[start : start + per_block] = row_sums(*(np.asarray(row[positions], dtype=np.float64) for row in rows))
+    result = totals.reshape(leading) / log_base
+    return np.float64(result) if result.ndim == 0 else np.asarray(result, dtype=np.float64)
+
+
+def _pair(p: Any, q: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     p_array, q_array = _probabilities(p, "p"), _probabilities(q, "q")
     try:
         np.broadcast_shapes(p_array.shape, q_array.shape)
@@ -67,11 +100,20 @@ def _check_axis(terms: Float64Array, axis: int) -> None:
         raise ValueError(f"axis: {axis!r} is out of range for shape {terms.shape}; expected {-ndim} <= axis < {ndim}")
 
 
-def _sum_along(terms: Float64Array, axis: int, base: Any) -> Result:
-    """Sum the terms along ``axis`` (compensated: a few ULP whatever the cancellation) and change the base."""
-    _check_axis(terms, axis)
-    total = compensated_sum(terms, axis=axis) / _log_of_base(base)
-    return np.float64(total) if np.ndim(total) == 0 else np.asarray(total, dtype=np.float64)
+def _entropy_rows(p: Float64Array) -> Float64Array:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * -np.log(p), 0.0)
+    return compensated_sum(terms)
+
+
+def _cross_entropy_rows(p: Float64Array, q: Float64Array) -> Float64Array:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * -np.log(q), 0.0)
+    return compensated_sum(terms)
+
+
+def _kl_divergence_rows(p: Float64Array, q: Float64Array) -> Float64Array:
+    return compensated_sum(_kl_parts(p, q))
 
 
 def entropy(p: Any, *, base: float | None = None, axis: int = -1) -> Result:
@@ -99,10 +141,7 @@ def entropy(p: Any, *, base: float | None = None, axis: int = -1) -> Result:
     >>> float(entropy([1.0, 0.0]))  # certainty: exactly 0 (torch's Categorical gives 2.2e-16)
     0.0
     """
-    probabilities = _probabilities(p, "p")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(probabilities > 0, probabilities * -np.log(probabilities), 0.0)
-    return _sum_along(terms, axis, base)
+    return _by_rows(_entropy_rows, [_probabilities(p, "p")], axis, base)
 
 
 def cross_entropy(p: Any, q: Any, *, base: float | None = None, axis: int = -1) -> Result:
@@ -131,10 +170,7 @@ def cross_entropy(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
     >>> float(cross_entropy([0.5, 0.5], [1.0, 0.0]))
     inf
     """
-    p_array, q_array = _pair(p, q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p_array > 0, p_array * -np.log(q_array), 0.0)
-    return _sum_along(terms, axis, base)
+    return _by_rows(_cross_entropy_rows, list(_pair(p, q)), axis, base)
 
 
 def _kl_parts(p: Float64Array, q: Float64Array) -> Float64Array:
@@ -202,8 +238,4 @@ def kl_divergence(p: Any, q: Any, *, base: float | None = None, axis: int = -1) 
     >>> float(kl_divergence([1.0, 0.0], [0.5, 0.5], base=2))  # log2(1 / 0.5)
     1.0
     """
-    p_array, q_array = _pair(p, q)
-    p_moved, q_moved = np.broadcast_arrays(p_array, q_array)
-    _check_axis(p_moved, axis)
-    parts = _kl_parts(np.moveaxis(p_moved, axis, -1), np.moveaxis(q_moved, axis, -1))
-    return _sum_along(parts, -1, base)
+    return _by_rows(_kl_divergence_rows, list(_pair(p, q)), axis, base)
