@@ -4,7 +4,10 @@
 ``nox -s tests`` use: deterministic and bounded) or ``--hypothesis-profile=thorough`` (long runs).
 """
 
+from collections.abc import Iterator
+
 import pytest
+import torch
 from adapters import TorchImplementation
 from hypothesis import HealthCheck, settings
 
@@ -47,3 +50,12 @@ def implementation(request: pytest.FixtureRequest, torch_device: str) -> TorchIm
 def torch64(torch_device: str) -> TorchImplementation:
     """torch in float64, for properties about semantics (errors, edge cases) rather than rounding."""
     return TorchImplementation("float64", torch_device)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """For modules of tiny tensors: torch's thread pool only adds contention (10x slower on a loaded 2-core runner)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

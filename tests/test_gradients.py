@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,10 @@ from xe_verify import strategies as xst
 from xe_verify.tolerances import MACHINE_EPSILON, SMALLEST_NORMAL, allowed_error, operation_count
 
 # torch warns on every kl_div with reduction="mean" (the default); the value is what is compared.
-pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss:UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div")
 SOFTMAX_LOSSES = ("cross_entropy", "nll_loss")
@@ -59,15 +61,6 @@ def a(*values: Any) -> np.ndarray:
 def i(*values: Any) -> np.ndarray:
     """An int64 array of class indices."""
     return np.array(values[0] if len(values) == 1 else values, dtype=np.int64)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """These tensors are tiny: torch's thread pool only adds contention (10x slower on a loaded 2-core runner)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------------------------------

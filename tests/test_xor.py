@@ -14,7 +14,6 @@ with ``torch.nn.Sequential`` + autograd, in float64, and compare
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,14 +31,7 @@ from xe_verify import functional, gradients, xor
 from xe_verify.tolerances import MACHINE_EPSILON, operation_count
 from xe_verify.xor import XOR_INPUTS, XOR_TARGETS, Params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """These tensors are tiny: torch's thread pool only adds contention (10x slower on a loaded 2-core runner)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -194,8 +194,13 @@ def _block_targets(
     return valid, safe_y, None if w is None else w[safe_y]
 
 
-def _counted_weight(valid: np.ndarray[Any, Any] | None, target_weight: Float64Array) -> float:
-    """The mean's denominator over one block: the counted targets' weights (``valid`` ``None``: all count)."""
+def _counted_weight(valid: np.ndarray[Any, Any] | None, target_weight: Float64Array | None, rows: int) -> float:
+    """The mean's denominator over a block of ``rows``: the counted targets' weights, or their number.
+
+    ``valid`` ``None``: every target counts; ``target_weight`` ``None``: every weight is 1.
+    """
+    if target_weight is None:
+        return float(rows if valid is None else np.count_nonzero(valid))
     with np.errstate(over="ignore", invalid="ignore"):
         return float(np.sum(target_weight if valid is None else np.where(valid, target_weight, 0.0)))
 
@@ -612,10 +617,7 @@ def _class_index_blocks(
             losses, partial = row_losses(block, _RowTargets(valid, picked, target_weight, exponent))
             if valid is not None:
                 losses = np.where(valid, losses, 0.0)  # an ignored row is 0, even with NaN logits
-            if target_weight is None:
-                counted = losses.shape[0] if valid is None else np.count_nonzero(valid)
-            else:
-                counted = _counted_weight(valid, target_weight)
+            counted = _counted_weight(valid, target_weight, losses.shape[0])
             sums[index] = (np.sum(losses), counted, *partial, exponent)
         if output is not None:
             output[rows] = losses

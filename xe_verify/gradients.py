@@ -33,7 +33,7 @@ from xe_verify._arrays import (
     check_broadcasts_to,
     check_reduction,
 )
-from xe_verify._blocks import Block, RowLayout, elementwise, for_each, workspace
+from xe_verify._blocks import Block, RowLayout, for_each, workspace
 from xe_verify._softmax import shift_rows
 from xe_verify.functional import (
     _bce_arguments,
@@ -44,6 +44,7 @@ from xe_verify.functional import (
     _class_index_targets,
     _class_weight,
     _counted,
+    _elementwise_values,
     _label_smoothing,
     _nll_arguments,
     _output_shape,
@@ -320,12 +321,6 @@ def nll_loss(
 # Elementwise losses
 
 
-def _elementwise_gradient(kernel: Any, operands: list[Any], shape: tuple[int, ...]) -> Float64Array:
-    values, _ = elementwise(kernel, operands, shape, keep=True)
-    assert values is not None
-    return values
-
-
 def binary_cross_entropy(
     input: Any,
     target: Any,
@@ -385,7 +380,7 @@ def binary_cross_entropy(
                 values /= count
         return values
 
-    return _elementwise_gradient(kernel, [p, t, w, upstream], p.shape)
+    return _elementwise_values(kernel, [p, t, w, upstream], p.shape)
 
 
 def binary_cross_entropy_with_logits(
@@ -458,7 +453,7 @@ def binary_cross_entropy_with_logits(
                 values /= count
         return np.asarray(values, dtype=np.float64)
 
-    return _elementwise_gradient(kernel, [x, t, w, pw, upstream], x.shape)
+    return _elementwise_values(kernel, [x, t, w, pw, upstream], x.shape)
 
 
 def _sum_to_shape(values: Float64Array, shape: tuple[int, ...]) -> Float64Array:
@@ -538,5 +533,5 @@ def kl_div(
             # autograd through xlogy(t, t) - t * x (or exp(t) * (t - x)): -(upstream * t) (or * exp(t)).
             return np.asarray(-(scale_chunk * (np.exp(t_chunk) if log_target else t_chunk)), dtype=np.float64)
 
-    full = _elementwise_gradient(kernel, [t, scale], shape)
+    full = _elementwise_values(kernel, [t, scale], shape)
     return _sum_to_shape(full, x.shape)
