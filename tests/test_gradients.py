@@ -29,6 +29,7 @@ from differential import bound
 from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_functional import ARGUMENT_SETS, LOSSES
 
 from xe_verify import functional, gradients
 from xe_verify import strategies as xst
@@ -40,7 +41,6 @@ pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
 ]
 
-LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div")
 SOFTMAX_LOSSES = ("cross_entropy", "nll_loss")
 TORCH_LOSSES = {name: getattr(F, name) for name in LOSSES}
 FLOAT_ARGUMENTS = ("input", "target", "weight", "pos_weight")
@@ -749,15 +749,6 @@ def _denominator(function: str, arguments: dict[str, Any]) -> float:
     return float(np.prod(np.broadcast_shapes(x.shape, np.shape(arguments["target"]))))
 
 
-ARGUMENTS = {
-    "cross_entropy": xst.cross_entropy_arguments(),
-    "nll_loss": xst.nll_loss_arguments(),
-    "binary_cross_entropy": xst.binary_cross_entropy_arguments(),
-    "binary_cross_entropy_with_logits": xst.binary_cross_entropy_with_logits_arguments(),
-    "kl_div": xst.kl_div_arguments(),
-}
-
-
 @pytest.mark.parametrize("function", LOSSES)
 @given(data=st.data())
 def test_mean_gradient_is_sum_gradient_over_the_denominator(function: str, data: st.DataObject) -> None:
@@ -766,7 +757,7 @@ def test_mean_gradient_is_sum_gradient_over_the_denominator(function: str, data:
     Tolerance: both are the same products in a different order; a few roundings of the gradient itself,
     ``eps (k S + |g|)``.
     """
-    arguments = data.draw(ARGUMENTS[function])
+    arguments = data.draw(ARGUMENT_SETS[function])
     mean = "batchmean" if function == "kl_div" and data.draw(st.booleans()) else "mean"
     summed = getattr(gradients, function)(**{**arguments, "reduction": "sum"})
     averaged = getattr(gradients, function)(**{**arguments, "reduction": mean})
@@ -784,7 +775,7 @@ def test_mean_gradient_is_sum_gradient_over_the_denominator(function: str, data:
 @given(data=st.data())
 def test_none_gradient_with_ones_is_the_sum_gradient(function: str, data: st.DataObject) -> None:
     """The vector-Jacobian product with ones is the gradient of the sum: the same numbers, bit for bit."""
-    arguments = data.draw(ARGUMENTS[function])
+    arguments = data.draw(ARGUMENT_SETS[function])
     per_element = getattr(gradients, function)(**{**arguments, "reduction": "none"})
     summed = getattr(gradients, function)(**{**arguments, "reduction": "sum"})
     np.testing.assert_array_equal(per_element, summed)

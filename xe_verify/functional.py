@@ -825,7 +825,7 @@ def nll_loss(
 
 
 def _finish(output: Float64Array | None, total: float, reduction: str, count: float) -> Loss:
-    """The result of an elementwise loss from its values (kept for ``none``) and their sum."""
+    """The result of a loss from its values (kept for ``none``), their sum and the mean's denominator ``count``."""
     if reduction == "none":
         assert output is not None
         return output
